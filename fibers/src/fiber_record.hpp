@@ -1,0 +1,46 @@
+#pragma once
+// What fiberloop keeps per fiber. It rides in Boost.Fiber's properties slot, so the
+// running fiber finds it in one pointer load, and Boost deletes it with the context.
+
+#include <cstdint>
+#include <memory>
+#include <typeinfo>
+
+#include <boost/fiber/context.hpp>
+#include <boost/fiber/properties.hpp>
+#include <boost/fiber/waker.hpp>
+
+#include <fiberloop/io_loop.hpp>
+
+namespace fiberloop::detail {
+
+class LoopFibers;
+
+/// The wait a suspended fiber is in, so closing its loop can wake it.
+struct FiberWait {
+  boost::fibers::waker waker;
+};
+
+class FiberRecord final : public boost::fibers::fiber_properties {
+ public:
+  FiberRecord(IOLoop& owner, LoopFibers& driver, std::unique_ptr<FiberTask> body, std::uint64_t number) noexcept
+      : fiber_properties(nullptr), loop(&owner), fibers(&driver), task(std::move(body)), id(number) {}
+
+  /// The record of the running fiber, or null outside fiberloop fibers.
+  static FiberRecord* current() noexcept;
+  static FiberRecord* of(boost::fibers::context* ctx) noexcept {
+    boost::fibers::fiber_properties* props = ctx->get_properties();
+    // Users may give their own Boost.Fiber fibers properties; only ours qualify.
+    return props && typeid(*props) == typeid(FiberRecord) ? static_cast<FiberRecord*>(props) : nullptr;
+  }
+
+  IOLoop* loop;          // null once the loop is gone (the fiber was orphaned)
+  LoopFibers* fibers;    // the loop's fiber driver; null when orphaned
+  std::unique_ptr<FiberTask> task;
+  std::uint64_t id;
+  FiberWait* wait = nullptr;  // set while suspended in a fiberloop wait
+  FiberRecord* prev_live = nullptr;  // the loop's list of unfinished fibers
+  FiberRecord* next_live = nullptr;
+};
+
+}  // namespace fiberloop::detail

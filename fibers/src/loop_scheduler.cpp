@@ -1,0 +1,254 @@
+#include "loop_scheduler.hpp"
+
+#include <cstdio>
+#include <utility>
+
+#include <boost/context/detail/exception.hpp>
+#include <boost/fiber/fiber.hpp>
+#include <boost/fiber/operations.hpp>
+#include <boost/fiber/type.hpp>
+
+#include <fiberloop/detail/loop_internals.hpp>
+
+#include "stack_pool.hpp"
+
+namespace fiberloop::detail {
+
+namespace {
+thread_local LoopScheduler* tls_scheduler = nullptr;
+using boost::fibers::type;
+}  // namespace
+
+// ---- FiberRecord -------------------------------------------------------------
+
+FiberRecord* FiberRecord::current() noexcept {
+  // Without our scheduler on this thread there are no fiberloop fibers here; do not
+  // let context::active() set up Boost.Fiber on a thread that never asked for it.
+  if (!tls_scheduler) return nullptr;
+  return of(context::active());
+}
+
+// ---- LoopScheduler -----------------------------------------------------------
+
+LoopScheduler& LoopScheduler::for_this_thread() {
+  if (!tls_scheduler) {
+    ThreadWakeup::for_this_thread();  // may throw; do it before Boost's noexcept install
+    boost::fibers::use_scheduling_algorithm<LoopScheduler>();
+  }
+  return *tls_scheduler;
+}
+
+LoopScheduler* LoopScheduler::installed() noexcept { return tls_scheduler; }
+
+LoopScheduler::LoopScheduler() : wakeup_(ThreadWakeup::for_this_thread()) { tls_scheduler = this; }
+
+LoopScheduler::~LoopScheduler() {
+  if (tls_scheduler == this) tls_scheduler = nullptr;
+}
+
+void LoopScheduler::awakened(context* ctx) noexcept {
+  if (ctx->is_context(type::dispatcher_context)) {
+    dispatcher_ = ctx;
+  } else if (ctx->is_context(type::main_context)) {
+    main_ = ctx;
+  } else if (FiberRecord* record = FiberRecord::of(ctx); record && record->fibers) {
+    ctx->ready_link(record->fibers->ready_);
+    ++record->fibers->ready_count_;
+  } else {
+    ctx->ready_link(unowned_);
+    ++unowned_count_;
+  }
+}
+
+context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
+  context* ctx = &queue.front();
+  queue.pop_front();
+  --count;
+  return ctx;
+}
+
+context* LoopScheduler::pick_next() noexcept {
+  context* self = context::active();
+  // A finished fiber must be freed, and a new Boost sleep changes the deadline the
+  // loop sleeps to: both need the dispatcher.
+  if (self->terminated_is_linked() || self->sleep_is_linked()) dispatcher_wanted_ = true;
+
+  if (pass_owner_) {
+    if (pass_left_ > 0 && pass_owner_->ready_count_ > 0) {
+      --pass_left_;
+      return pop(pass_owner_->ready_, pass_owner_->ready_count_);
+    }
+    if (unowned_left_ > 0 && unowned_count_ > 0) {
+      --unowned_left_;
+      return pop(unowned_, unowned_count_);
+    }
+    if (!dispatcher_turn_ && dispatcher_ &&
+        (dispatcher_wanted_ || (remote_woken_.load(std::memory_order_relaxed) &&
+                                remote_woken_.exchange(false, std::memory_order_seq_cst)))) {
+      dispatcher_wanted_ = false;
+      dispatcher_turn_ = true;
+      deadline_asked_ = false;
+      return std::exchange(dispatcher_, nullptr);
+    }
+    if (dispatcher_turn_ && !deadline_asked_ && self->is_context(type::dispatcher_context)) {
+      deadline_asked_ = true;
+      return nullptr;  // the dispatcher answers with suspend_until(its next deadline)
+    }
+    pass_owner_ = nullptr;
+    dispatcher_turn_ = false;
+    return std::exchange(main_, nullptr);
+  }
+
+  // Outside a pass the main context is running loop code, or is blocked on a
+  // Boost.Fiber primitive; then run the last-driven loop's fibers until it can go on.
+  if (main_) return std::exchange(main_, nullptr);
+  if (last_owner_ && last_owner_->ready_count_ > 0) return pop(last_owner_->ready_, last_owner_->ready_count_);
+  if (unowned_count_ > 0) return pop(unowned_, unowned_count_);
+  if (self->is_context(type::dispatcher_context)) return nullptr;
+  return std::exchange(dispatcher_, nullptr);
+}
+
+bool LoopScheduler::has_ready_fibers() const noexcept {
+  return unowned_count_ > 0 || main_ != nullptr || (last_owner_ && last_owner_->ready_count_ > 0);
+}
+
+void LoopScheduler::suspend_until(const time_point& deadline) noexcept {
+  sleep_deadline_ = deadline;
+  if (pass_owner_) return;  // the dispatcher's turn in a pass: it only reports
+  // Nothing can run and no loop is driving (the main context waits on a Boost.Fiber
+  // primitive, or the thread is exiting): sleep until another thread or the deadline.
+  wakeup_->begin_sleep();
+  if (!remote_woken_.load(std::memory_order_seq_cst)) wakeup_->sleep_until(deadline);
+  wakeup_->end_sleep();
+  remote_woken_.store(false, std::memory_order_relaxed);  // the dispatcher drains next
+}
+
+void LoopScheduler::notify() noexcept {
+  // Thread: any. A fiber of this thread sits in Boost's remote-ready queue.
+  remote_woken_.store(true, std::memory_order_seq_cst);
+  wakeup_->wake();
+}
+
+bool LoopScheduler::dispatcher_has_work(time_point now) const noexcept {
+  return dispatcher_ != nullptr &&
+         (dispatcher_wanted_ || now >= sleep_deadline_ || remote_woken_.load(std::memory_order_seq_cst));
+}
+
+bool LoopScheduler::has_work(const LoopFibers& fibers, time_point now) const noexcept {
+  return fibers.ready_count_ > 0 || unowned_count_ > 0 || dispatcher_has_work(now);
+}
+
+void LoopScheduler::run_pass(LoopFibers& fibers, time_point now) noexcept {
+  if (now >= sleep_deadline_) dispatcher_wanted_ = true;
+  pass_left_ = fibers.ready_count_;
+  unowned_left_ = unowned_count_;
+  if (pass_left_ == 0 && unowned_left_ == 0 && !dispatcher_has_work(now)) return;
+  pass_owner_ = last_owner_ = &fibers;
+  context::active()->yield();  // back here once pick_next() hands out main again
+}
+
+void LoopScheduler::adopt_orphan(context* ctx) noexcept {
+  ctx->ready_link(unowned_);
+  ++unowned_count_;
+}
+
+void LoopScheduler::forget(const LoopFibers& fibers) noexcept {
+  if (last_owner_ == &fibers) last_owner_ = nullptr;
+}
+
+// ---- LoopFibers --------------------------------------------------------------
+
+LoopFibers& LoopFibers::of(IOLoop& loop) {
+  if (FiberDriver* driver = LoopInternals::fibers(loop)) return static_cast<LoopFibers&>(*driver);
+  auto fibers = std::make_unique<LoopFibers>(loop, LoopScheduler::for_this_thread());
+  LoopFibers& ref = *fibers;
+  LoopInternals::set_fibers(loop, std::move(fibers));
+  return ref;
+}
+
+LoopFibers::~LoopFibers() {
+  orphan_remaining();
+  scheduler_.forget(*this);
+}
+
+void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
+  auto* record = new FiberRecord(loop_, *this, std::move(task), next_id_++);
+  record->next_live = live_head_;
+  if (live_head_) live_head_->prev_live = record;
+  live_head_ = record;
+  ++live_count_;
+  const IOLoop::Options& options = loop_.options();
+  StackAllocator stacks(options.stack_size, options.guarded_stacks, options.pooled_stacks);
+  try {
+    // Boost owns `record` from here (its properties slot) and deletes it with the
+    // fiber's context.
+    boost::fibers::fiber fiber(static_cast<boost::fibers::fiber_properties*>(record), std::allocator_arg, stacks,
+                               [record] { run_fiber(record); });
+    fiber.detach();
+  } catch (...) {
+    unlink(record);
+    delete record;
+    throw;
+  }
+}
+
+void LoopFibers::run_fiber(FiberRecord* record) {
+  struct Finish {
+    FiberRecord* record;
+    ~Finish() {
+      record->task.reset();
+      if (record->fibers) record->fibers->unlink(record);
+    }
+  } finish{record};
+  if (!record->loop || LoopInternals::closing(*record->loop)) {
+    record->task->fail(std::make_exception_ptr(LoopClosed("the IOLoop was destroyed before this fiber started")));
+    return;
+  }
+  try {
+    record->task->run();
+  } catch (const boost::context::detail::forced_unwind&) {
+    throw;  // Boost.Context unwinding this stack: must propagate
+  } catch (...) {
+    record->task->fail(std::current_exception());
+  }
+}
+
+void LoopFibers::unlink(FiberRecord* record) noexcept {
+  (record->prev_live ? record->prev_live->next_live : live_head_) = record->next_live;
+  if (record->next_live) record->next_live->prev_live = record->prev_live;
+  record->prev_live = record->next_live = nullptr;
+  record->fibers = nullptr;
+  --live_count_;
+}
+
+void LoopFibers::close() noexcept {
+  if (context::active()->is_context(type::main_context)) {
+    for (int round = 0; round < 1000; ++round) {
+      // Wake every fiber suspended in a fiberloop wait: seeing the loop closing, the
+      // wait throws LoopClosed and the fiber unwinds. Repeat for fibers that catch it.
+      for (FiberRecord* r = live_head_; r; r = r->next_live)
+        if (r->wait) r->wait->waker.wake();
+      const auto now = std::chrono::steady_clock::now();
+      if (!has_work(now)) break;
+      run_pass(now);
+    }
+  }
+  orphan_remaining();
+}
+
+void LoopFibers::orphan_remaining() noexcept {
+  if (live_count_ == 0 && ready_count_ == 0) return;
+  if (live_count_ > 0)
+    std::fprintf(stderr,
+                 "fiberloop: %zu fiber(s) of a destroyed IOLoop are blocked on something other than a fiberloop "
+                 "wait (a Boost.Fiber mutex, condition variable or channel) and could not be unwound; their next "
+                 "fiberloop wait throws LoopClosed\n",
+                 live_count_);
+  while (FiberRecord* r = live_head_) {
+    unlink(r);
+    r->loop = nullptr;
+  }
+  while (ready_count_ > 0) scheduler_.adopt_orphan(LoopScheduler::pop(ready_, ready_count_));
+}
+
+}  // namespace fiberloop::detail

@@ -1,0 +1,25 @@
+// IOLoop::spawn_fiber_ lives in the fibers layer: runtime/ declares it, so the loop
+// can offer spawn() and run_sync() without depending on fiber scheduling.
+
+#include <fiberloop/detail/loop_internals.hpp>
+#include <fiberloop/io_loop.hpp>
+
+#include "loop_scheduler.hpp"
+
+namespace fiberloop {
+
+void IOLoop::spawn_fiber_(std::unique_ptr<detail::FiberTask> task) {
+  if (!detail::LoopInternals::on_owner_thread(*this)) {
+    // Fibers belong to the loop's thread: start it there.
+    auto box = std::make_shared<std::unique_ptr<detail::FiberTask>>(std::move(task));
+    add_callback([this, box] { spawn_fiber_(std::move(*box)); });
+    return;
+  }
+  if (closing_) {
+    task->fail(std::make_exception_ptr(LoopClosed("spawn() on an IOLoop that is being destroyed")));
+    return;
+  }
+  detail::LoopFibers::of(*this).spawn(std::move(task));
+}
+
+}  // namespace fiberloop

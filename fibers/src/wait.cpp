@@ -1,0 +1,122 @@
+#include <thread>
+
+#include <fiberloop/detail/loop_internals.hpp>
+#include <fiberloop/wait.hpp>
+
+#include "loop_scheduler.hpp"
+
+namespace fiberloop {
+
+namespace detail {
+
+namespace {
+
+/// Wakes a suspended fiber when the future completes.
+class FiberWaiter final : public Waiter {
+ public:
+  explicit FiberWaiter(FiberWait& wait) noexcept : Waiter(false), wait_(wait) {}
+  void notify_locked() noexcept override { wait_.waker.wake(); }
+
+ private:
+  FiberWait& wait_;
+};
+
+[[noreturn]] void throw_loop_closed() {
+  throw LoopClosed("the IOLoop running this fiber was destroyed while the fiber waited");
+}
+
+/// The running fiber's record; throws where a fiber would be needed but waiting is
+/// impossible. Null means "a thread with no running loop: block it".
+FiberRecord* waiting_fiber(const char* what) {
+  FiberRecord* self = FiberRecord::current();
+  if (!self) {
+    forbid_on_loop_thread(what);
+    return nullptr;
+  }
+  if (!self->loop || LoopInternals::closing(*self->loop)) throw_loop_closed();
+  return self;
+}
+
+/// Suspends the running fiber until `wait.waker` fires.
+void suspend(FiberRecord& self, FiberWait& wait) noexcept {
+  self.wait = &wait;
+  context::active()->suspend();
+  self.wait = nullptr;
+}
+
+}  // namespace
+
+void forbid_on_loop_thread(const char* what) {
+  if (LoopInternals::running_here())
+    throw BlockingCallError(std::string(what) +
+                            " was called on an IOLoop's thread outside a fiber (in a callback, timeout or handler), "
+                            "where waiting would stop the loop for good. Run this code in a fiber with "
+                            "IOLoop::spawn() or IOLoop::run_sync(), or react to the future with add_done_callback().");
+}
+
+bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what) {
+  FiberRecord* self = waiting_fiber(what);
+  if (!self) return state.wait_blocking(deadline);
+  IOLoop& loop = *self->loop;
+  for (;;) {
+    FiberWait wait{context::active()->create_waker()};
+    FiberWaiter waiter(wait);
+    if (!state.link_waiter(waiter)) return true;
+    bool timed_out = false;
+    TimeoutHandle timer;
+    if (deadline) timer = loop.call_at(*deadline, [&wait, &timed_out] {
+        timed_out = true;
+        wait.waker.wake();
+      });
+    suspend(*self, wait);
+    state.unlink_waiter(waiter);  // also waits out a completer still notifying us
+    if (deadline && !timed_out) loop.remove_timeout(timer);
+    if (state.done()) return true;
+    if (!self->loop || LoopInternals::closing(loop)) throw_loop_closed();
+    if (timed_out) return false;
+  }
+}
+
+void sleep_until(steady_time deadline) {
+  FiberRecord* self = waiting_fiber("sleep_for()");
+  if (!self) {
+    std::this_thread::sleep_until(deadline);
+    return;
+  }
+  IOLoop& loop = *self->loop;
+  FiberWait wait{context::active()->create_waker()};
+  bool fired = false;
+  TimeoutHandle timer = loop.call_at(deadline, [&wait, &fired] {
+    fired = true;
+    wait.waker.wake();
+  });
+  suspend(*self, wait);
+  if (fired) return;
+  loop.remove_timeout(timer);
+  throw_loop_closed();  // only closing the loop wakes a sleep early
+}
+
+IOLoop* current_fiber_loop() noexcept {
+  FiberRecord* self = FiberRecord::current();
+  return self ? self->loop : nullptr;
+}
+
+void throw_timeout(const char* what, std::chrono::nanoseconds timeout) {
+  const auto ms = std::chrono::duration<double, std::milli>(timeout).count();
+  throw TimeoutError(std::string(what) + ": timed out after " + std::to_string(ms) + " ms");
+}
+
+void remove_timeout_if_here(IOLoop* loop, TimeoutHandle handle) noexcept {
+  if (LoopInternals::running_here() == loop) {
+    try {
+      loop->remove_timeout(handle);
+    } catch (...) {
+    }
+  }
+}
+
+}  // namespace detail
+
+bool in_fiber() noexcept { return detail::current_fiber_loop() != nullptr; }
+
+}  // namespace fiberloop

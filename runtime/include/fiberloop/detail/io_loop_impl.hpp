@@ -1,0 +1,79 @@
+#pragma once
+// Template bodies for io_loop.hpp.
+
+#include <fiberloop/io_loop.hpp>
+
+namespace fiberloop {
+
+namespace detail {
+
+template <class F, class R>
+class FiberTaskFor final : public FiberTask {
+ public:
+  FiberTaskFor(F&& fn, Promise<R> promise) : fn_(std::move(fn)), promise_(std::move(promise)) {}
+  FiberTaskFor(const F& fn, Promise<R> promise) : fn_(fn), promise_(std::move(promise)) {}
+  void run() override {
+    if constexpr (std::is_void_v<R>) {
+      fn_();
+      promise_.set_value();
+    } else {
+      promise_.set_value(fn_());
+    }
+  }
+  void fail(std::exception_ptr error) noexcept override {
+    try {
+      promise_.set_exception(std::move(error));
+    } catch (const PromiseAlreadySatisfied&) {
+      // run() completed the promise and something after it threw: nothing to report to.
+    }
+  }
+
+ private:
+  F fn_;
+  Promise<R> promise_;
+};
+
+}  // namespace detail
+
+template <class T>
+void IOLoop::add_future(Future<T> f, std::function<void(Future<T>)> fn) {
+  f.add_done_callback([this, fn = std::move(fn)](const Future<T>& done) {
+    add_callback([fn, done] { fn(done); });
+  });
+}
+
+template <class F>
+auto IOLoop::spawn(F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>> {
+  using R = std::invoke_result_t<std::decay_t<F>&>;
+  Promise<R> promise;
+  Future<R> result = promise.get_future();
+  spawn_fiber_(std::make_unique<detail::FiberTaskFor<std::decay_t<F>, R>>(std::forward<F>(fn), std::move(promise)));
+  return result;
+}
+
+template <class R>
+R IOLoop::finish_run_sync_(Future<R> f, std::optional<std::chrono::nanoseconds> timeout) {
+  run_until_done_(*detail::state_of(f), timeout);
+  if constexpr (std::is_void_v<R>) {
+    f.result();
+  } else if constexpr (std::is_copy_constructible_v<R>) {
+    return f.result();
+  } else {
+    // The fiber has finished, so this local handle is the value's only reader.
+    return std::move(const_cast<R&>(f.result()));
+  }
+}
+
+template <class F>
+auto IOLoop::run_sync(F&& fn) -> std::invoke_result_t<std::decay_t<F>&> {
+  check_startable("run_sync");
+  return finish_run_sync_(spawn(std::forward<F>(fn)), std::nullopt);
+}
+
+template <class F>
+auto IOLoop::run_sync(F&& fn, std::chrono::nanoseconds timeout) -> std::invoke_result_t<std::decay_t<F>&> {
+  check_startable("run_sync");
+  return finish_run_sync_(spawn(std::forward<F>(fn)), timeout);
+}
+
+}  // namespace fiberloop

@@ -1,0 +1,31 @@
+#pragma once
+// What the fibers layer may touch inside an IOLoop. Internal.
+
+#include <exception>
+#include <memory>
+
+#include <fiberloop/detail/fiber_driver.hpp>
+#include <fiberloop/detail/thread_wakeup.hpp>
+#include <fiberloop/io_loop.hpp>
+
+namespace fiberloop::detail {
+
+struct LoopInternals {
+  static bool closing(const IOLoop& loop) noexcept { return loop.closing_; }
+  static FiberDriver* fibers(const IOLoop& loop) noexcept { return loop.fibers_.get(); }
+  static void set_fibers(IOLoop& loop, std::unique_ptr<FiberDriver> driver) noexcept {
+    loop.fibers_ = std::move(driver);
+  }
+  static const std::shared_ptr<ThreadWakeup>& wakeup(const IOLoop& loop) noexcept { return loop.wakeup_; }
+  static void report(IOLoop& loop, std::exception_ptr error, const char* where) noexcept {
+    loop.report(std::move(error), where);
+  }
+  static bool on_owner_thread(const IOLoop& loop) noexcept;
+  /// The loop whose start() is running on this thread, or null.
+  static IOLoop* running_here() noexcept;
+};
+
+/// "Type: message" for an exception, with the type's name demangled.
+std::string describe_exception(const std::exception_ptr& error);
+
+}  // namespace fiberloop::detail

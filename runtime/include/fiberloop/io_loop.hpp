@@ -1,0 +1,215 @@
+#pragma once
+/// @file
+/// IOLoop: a Tornado-style event loop (epoll, timers, fd handlers, a thread-safe
+/// callback queue) that also schedules the fibers spawned on it.
+///
+/// Thread model: a loop belongs to the thread that constructed it. Only
+/// add_callback(), stop() and spawn() may be called from other threads; every other
+/// method throws std::logic_error when called from a thread that does not own the loop.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <fiberloop/detail/spin_lock.hpp>
+#include <fiberloop/future.hpp>
+
+namespace fiberloop {
+
+class ThreadPoolExecutor;
+
+namespace detail {
+class FiberDriver;
+class ThreadWakeup;
+struct LoopInternals;
+
+/// A fiber's body, type-erased so the fibers layer can run it without templates.
+class FiberTask {
+ public:
+  virtual ~FiberTask() = default;
+  /// Runs the user's function and completes the fiber's future. May throw.
+  virtual void run() = 0;
+  /// Completes the fiber's future with `error` (the function threw, or never ran).
+  virtual void fail(std::exception_ptr error) noexcept = 0;
+};
+}  // namespace detail
+
+/// I/O readiness, as Tornado's IOLoop.READ / WRITE / ERROR.
+enum class Events : std::uint32_t { none = 0, read = 1, write = 4, error = 8 };
+constexpr Events operator|(Events a, Events b) noexcept {
+  return static_cast<Events>(static_cast<std::uint32_t>(a) | static_cast<std::uint32_t>(b));
+}
+constexpr Events operator&(Events a, Events b) noexcept {
+  return static_cast<Events>(static_cast<std::uint32_t>(a) & static_cast<std::uint32_t>(b));
+}
+constexpr Events& operator|=(Events& a, Events b) noexcept { return a = a | b; }
+/// True when any of the bits of `e` is set.
+constexpr bool any(Events e) noexcept { return e != Events::none; }
+
+/// Names a timeout so it can be removed. Copyable; a default-constructed handle
+/// names nothing.
+class TimeoutHandle {
+ public:
+  TimeoutHandle() noexcept = default;
+  friend bool operator==(const TimeoutHandle&, const TimeoutHandle&) noexcept = default;
+
+ private:
+  friend class IOLoop;
+  TimeoutHandle(std::uint32_t slot, std::uint64_t id) noexcept : slot_(slot), id_(id) {}
+  std::uint32_t slot_ = 0;
+  std::uint64_t id_ = 0;  // 0 names nothing
+};
+
+class IOLoop {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  struct Options {
+    /// Bytes of stack for each fiber spawned on this loop. Only the pages a fiber
+    /// touches cost memory; the rest is reserved address space.
+    std::size_t stack_size = 256 * 1024;
+    /// Threads of the pool run_blocking() uses, created on first use.
+    std::size_t blocking_threads = 8;
+    /// How many fiber stacks in the whole process get a guard page (an overflow
+    /// then faults instead of corrupting memory). A guarded stack costs two kernel
+    /// memory mappings and vm.max_map_count caps them (65 530 by default), so past
+    /// this many live guarded stacks new stacks come without a guard page.
+    /// 0 picks a quarter of vm.max_map_count.
+    std::size_t guarded_stacks = 0;
+    /// Finished fibers' stacks kept warm per thread for reuse; a fresh stack costs
+    /// a few syscalls and page faults, a pooled one about 0.2 µs.
+    std::size_t pooled_stacks = 1024;
+  };
+
+  /// Creates a loop owned by the calling thread.
+  IOLoop();
+  explicit IOLoop(Options options);
+  /// Unwinds fibers still suspended on this loop (their waits throw LoopClosed),
+  /// then drops pending callbacks, timeouts and handlers. Owner thread only.
+  ~IOLoop();
+  IOLoop(const IOLoop&) = delete;
+  IOLoop& operator=(const IOLoop&) = delete;
+
+  /// The loop running on this thread; else the one most recently constructed on it
+  /// and still alive; else a per-thread default loop, created on first use.
+  static IOLoop& current();
+
+  /// Runs the loop until stop(). Owner thread only; not from inside a fiber or
+  /// while another loop runs on this thread. If stop() was called while the loop
+  /// was not running, returns after one iteration.
+  void start();
+  /// Thread: any. start() returns after the current iteration.
+  void stop() noexcept;
+  /// Thread: any.
+  bool running() const noexcept;
+
+  /// Runs `fn` on the loop thread in a later iteration, in FIFO order.
+  /// Thread: any — the only way to hand work to the loop from another thread.
+  void add_callback(std::function<void()> fn);
+  /// Runs `fn` after `delay`. Timeouts with equal deadlines run in the order added.
+  TimeoutHandle call_later(std::chrono::nanoseconds delay, std::function<void()> fn);
+  TimeoutHandle call_at(clock::time_point when, std::function<void()> fn);
+  /// Cancels a timeout; a no-op when it already ran or was removed.
+  void remove_timeout(TimeoutHandle handle);
+  /// Runs `fn(f)` on this loop once `f` is done. Thread: any.
+  template <class T>
+  void add_future(Future<T> f, std::function<void(Future<T>)> fn);
+
+  /// Calls `fn(fd, events)` whenever `fd` is ready for any of `events`
+  /// (level-triggered; Events::error is always reported). Throws std::system_error
+  /// if the fd cannot be watched (already added, not pollable).
+  void add_handler(int fd, Events events, std::function<void(int fd, Events events)> fn);
+  void update_handler(int fd, Events events);
+  /// Stops watching `fd`. Safe from inside any handler, including fd's own.
+  void remove_handler(int fd);
+
+  /// Runs `fn` on a new fiber of this loop; the future completes with its result or
+  /// exception. Thread: any (from another thread the fiber starts via add_callback).
+  template <class F>
+  auto spawn(F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>>;
+  /// Starts the loop, runs `fn` on a fiber, stops the loop when `fn` finishes and
+  /// returns its result or rethrows its exception. Owner thread, outside fibers.
+  template <class F>
+  auto run_sync(F&& fn) -> std::invoke_result_t<std::decay_t<F>&>;
+  /// As run_sync(fn), but throws TimeoutError if `fn` has not finished after
+  /// `timeout`; the fiber stays suspended and may finish if the loop runs again.
+  template <class F>
+  auto run_sync(F&& fn, std::chrono::nanoseconds timeout) -> std::invoke_result_t<std::decay_t<F>&>;
+
+  /// Where exceptions that escape callbacks go (after stack contexts, if any).
+  /// The default prints the exception's type and message to stderr.
+  using UnhandledExceptionHandler = std::function<void(std::exception_ptr error, const std::string& where)>;
+  void set_unhandled_exception_handler(UnhandledExceptionHandler handler);
+
+  /// The pool behind run_blocking(), created on first use. Owner thread only.
+  ThreadPoolExecutor& blocking_executor();
+  const Options& options() const noexcept { return options_; }
+  /// Fibers spawned on this loop that have not finished.
+  std::size_t live_fibers() const noexcept;
+
+ private:
+  friend struct detail::LoopInternals;
+  struct TimerSlot;
+  struct TimerEntry;
+  struct HandlerSlot;
+
+  void spawn_fiber_(std::unique_ptr<detail::FiberTask> task);
+  void run_until_done_(detail::FutureStateBase& state, std::optional<std::chrono::nanoseconds> timeout);
+  template <class R>
+  R finish_run_sync_(Future<R> f, std::optional<std::chrono::nanoseconds> timeout);
+
+  void check_owner(const char* what) const;
+  void check_startable(const char* what) const;
+  void run_due_timers(clock::time_point now);
+  void run_callbacks();
+  void poll_io(clock::time_point now);
+  clock::time_point next_wakeup() const noexcept;
+  bool has_ready_work(clock::time_point now) const noexcept;
+  void report(std::exception_ptr error, const char* where) noexcept;
+  void drop_pending_work() noexcept;
+  void compact_timers();
+
+  Options options_;
+  std::shared_ptr<detail::ThreadWakeup> wakeup_;
+  const void* owner_;  // identifies the owning thread
+  int epoll_fd_ = -1;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stop_requested_{false};
+  bool closing_ = false;
+
+  // Callbacks: one FIFO shared by all threads.
+  detail::SpinLock callbacks_lock_;
+  std::vector<std::function<void()>> pending_callbacks_;
+  std::vector<std::function<void()>> running_callbacks_;
+  std::atomic<bool> has_callbacks_{false};
+
+  // Timeouts: a min-heap of (deadline, id) over slots that own the callbacks.
+  std::vector<TimerSlot> timer_slots_;
+  std::vector<std::uint32_t> free_timer_slots_;
+  std::vector<TimerEntry> timer_heap_;
+  std::vector<TimerEntry> due_timers_;
+  std::size_t dead_timer_entries_ = 0;
+  std::uint64_t next_timer_id_ = 1;
+
+  // fd handlers, indexed by fd; the generation tells a stale epoll event from a
+  // handler re-added for the same fd number.
+  std::vector<HandlerSlot> handlers_;
+  std::vector<std::function<void(int, Events)>> removed_handlers_;
+  clock::time_point last_poll_{};
+
+  std::unique_ptr<detail::FiberDriver> fibers_;
+  std::unique_ptr<ThreadPoolExecutor> blocking_executor_;
+  UnhandledExceptionHandler unhandled_handler_;
+};
+
+}  // namespace fiberloop
+
+#include <fiberloop/detail/io_loop_impl.hpp>

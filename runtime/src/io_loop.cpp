@@ -1,0 +1,456 @@
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <system_error>
+
+#include <fiberloop/detail/loop_internals.hpp>
+#include <fiberloop/io_loop.hpp>
+#include <fiberloop/thread_pool_executor.hpp>
+
+namespace fiberloop {
+
+namespace {
+
+using clock = IOLoop::clock;
+
+// While work is ready, epoll is still polled (with timeout 0) at least this often, so
+// a loop busy with callbacks and fibers cannot starve I/O, yet a fast ping-pong
+// between fibers does not pay a syscall per iteration.
+constexpr auto kBusyPollInterval = std::chrono::microseconds(50);
+constexpr int kMaxEventsPerPoll = 256;
+constexpr std::uint64_t kWakeupToken = ~std::uint64_t{0};
+
+thread_local IOLoop* tls_running_loop = nullptr;
+thread_local std::vector<IOLoop*> tls_alive_loops;
+thread_local char tls_thread_marker;
+
+std::uint32_t to_epoll(Events events) {
+  std::uint32_t out = 0;
+  if (any(events & Events::read)) out |= EPOLLIN;
+  if (any(events & Events::write)) out |= EPOLLOUT;
+  return out;  // EPOLLERR and EPOLLHUP are always reported
+}
+
+Events from_epoll(std::uint32_t events) {
+  Events out = Events::none;
+  if (events & (EPOLLIN | EPOLLPRI | EPOLLRDHUP)) out |= Events::read;
+  if (events & EPOLLOUT) out |= Events::write;
+  if (events & (EPOLLERR | EPOLLHUP)) out |= Events::error;
+  return out;
+}
+
+void default_unhandled_handler(std::exception_ptr error, const std::string& where) {
+  std::fprintf(stderr, "fiberloop: unhandled exception in %s: %s\n", where.c_str(),
+               detail::describe_exception(error).c_str());
+}
+
+}  // namespace
+
+struct IOLoop::TimerSlot {
+  std::function<void()> fn;
+  std::uint64_t id = 0;  // 0 while the slot is free
+};
+
+struct IOLoop::TimerEntry {
+  clock::time_point when;
+  std::uint64_t id;  // also the tie-breaker: equal deadlines run in the order added
+  std::uint32_t slot;
+  // std::*_heap build a max-heap; "greater" puts the earliest entry on top.
+  friend bool operator<(const TimerEntry& a, const TimerEntry& b) noexcept {
+    return a.when != b.when ? a.when > b.when : a.id > b.id;
+  }
+};
+
+struct IOLoop::HandlerSlot {
+  std::function<void(int, Events)> fn;
+  std::uint32_t generation = 0;
+  bool active = false;
+};
+
+IOLoop::IOLoop() : IOLoop(Options{}) {}
+
+IOLoop::IOLoop(Options options)
+    : options_(options), wakeup_(detail::ThreadWakeup::for_this_thread()), owner_(&tls_thread_marker) {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "fiberloop: epoll_create1()");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakeupToken;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wakeup_->fd(), &ev) != 0) {
+    int err = errno;
+    ::close(epoll_fd_);
+    throw std::system_error(err, std::generic_category(), "fiberloop: watching the loop's eventfd");
+  }
+  unhandled_handler_ = default_unhandled_handler;
+  tls_alive_loops.push_back(this);
+}
+
+IOLoop::~IOLoop() {
+  closing_ = true;
+  if (fibers_) fibers_->close();
+  drop_pending_work();
+  if (blocking_executor_) {
+    blocking_executor_->shutdown(true);
+    blocking_executor_.reset();
+    drop_pending_work();  // completions of blocking tasks may have queued callbacks
+  }
+  fibers_.reset();
+  ::close(epoll_fd_);
+  std::erase(tls_alive_loops, this);
+  if (tls_running_loop == this) tls_running_loop = nullptr;
+}
+
+void IOLoop::drop_pending_work() noexcept {
+  // Destroying a callback can destroy a Promise, whose waiters may queue more
+  // callbacks; repeat until nothing is left.
+  for (int round = 0; round < 100; ++round) {
+    std::vector<std::function<void()>> callbacks;
+    {
+      std::lock_guard lock(callbacks_lock_);
+      callbacks.swap(pending_callbacks_);
+      has_callbacks_.store(false, std::memory_order_relaxed);
+    }
+    std::vector<TimerSlot> timers;
+    timers.swap(timer_slots_);
+    timer_heap_.clear();
+    free_timer_slots_.clear();
+    dead_timer_entries_ = 0;
+    std::vector<HandlerSlot> handlers;
+    handlers.swap(handlers_);
+    removed_handlers_.clear();
+    if (callbacks.empty() && timers.empty() && handlers.empty()) return;
+  }
+}
+
+IOLoop& IOLoop::current() {
+  if (tls_running_loop) return *tls_running_loop;
+  if (!tls_alive_loops.empty()) return *tls_alive_loops.back();
+  thread_local std::unique_ptr<IOLoop> default_loop;
+  default_loop = std::make_unique<IOLoop>();
+  return *default_loop;
+}
+
+void IOLoop::check_owner(const char* what) const {
+  if (owner_ != &tls_thread_marker)
+    throw std::logic_error(std::string("IOLoop::") + what +
+                           "() called from a thread that does not own the loop; use add_callback() to hand work to it");
+}
+
+void IOLoop::check_startable(const char* what) const {
+  check_owner(what);
+  if (running_.load(std::memory_order_relaxed))
+    throw std::logic_error(std::string("IOLoop::") + what + "(): the loop is already running");
+  if (tls_running_loop)
+    throw std::logic_error(std::string("IOLoop::") + what +
+                           "(): another loop is running on this thread (nested loops are not supported); "
+                           "inside a fiber, wait with wait_for_future() instead");
+}
+
+bool detail::LoopInternals::on_owner_thread(const IOLoop& loop) noexcept { return loop.owner_ == &tls_thread_marker; }
+IOLoop* detail::LoopInternals::running_here() noexcept { return tls_running_loop; }
+
+void IOLoop::start() {
+  check_startable("start");
+  running_.store(true, std::memory_order_relaxed);
+  tls_running_loop = this;
+  struct Reset {
+    IOLoop* loop;
+    ~Reset() {
+      loop->stop_requested_.store(false, std::memory_order_relaxed);
+      loop->running_.store(false, std::memory_order_relaxed);
+      tls_running_loop = nullptr;
+    }
+  } reset{this};
+  do {
+    const clock::time_point now = clock::now();
+    run_due_timers(now);
+    run_callbacks();
+    if (fibers_ && fibers_->has_work(now)) fibers_->run_pass(now);
+    poll_io(now);
+  } while (!stop_requested_.load(std::memory_order_acquire));
+}
+
+void IOLoop::stop() noexcept {
+  stop_requested_.store(true, std::memory_order_seq_cst);
+  wakeup_->wake();
+}
+
+bool IOLoop::running() const noexcept { return running_.load(std::memory_order_relaxed); }
+
+// ---- callbacks ---------------------------------------------------------------
+
+void IOLoop::add_callback(std::function<void()> fn) {
+  {
+    std::lock_guard lock(callbacks_lock_);
+    pending_callbacks_.push_back(std::move(fn));
+    has_callbacks_.store(true, std::memory_order_seq_cst);
+  }
+  wakeup_->wake();
+}
+
+void IOLoop::run_callbacks() {
+  if (!has_callbacks_.load(std::memory_order_acquire)) return;
+  {
+    std::lock_guard lock(callbacks_lock_);
+    running_callbacks_.swap(pending_callbacks_);
+    has_callbacks_.store(false, std::memory_order_relaxed);
+  }
+  // Only the callbacks queued before this phase run now; ones they add wait for the
+  // next iteration, after I/O has been polled.
+  for (auto& fn : running_callbacks_) {
+    try {
+      fn();
+    } catch (...) {
+      report(std::current_exception(), "a callback");
+    }
+  }
+  running_callbacks_.clear();
+}
+
+// ---- timeouts ----------------------------------------------------------------
+
+TimeoutHandle IOLoop::call_later(std::chrono::nanoseconds delay, std::function<void()> fn) {
+  return call_at(clock::now() + delay, std::move(fn));
+}
+
+TimeoutHandle IOLoop::call_at(clock::time_point when, std::function<void()> fn) {
+  check_owner("call_at");
+  std::uint32_t slot;
+  if (!free_timer_slots_.empty()) {
+    slot = free_timer_slots_.back();
+    free_timer_slots_.pop_back();
+  } else {
+    slot = static_cast<std::uint32_t>(timer_slots_.size());
+    timer_slots_.emplace_back();
+  }
+  const std::uint64_t id = next_timer_id_++;
+  timer_slots_[slot].fn = std::move(fn);
+  timer_slots_[slot].id = id;
+  timer_heap_.push_back({when, id, slot});
+  std::push_heap(timer_heap_.begin(), timer_heap_.end());
+  return TimeoutHandle(slot, id);
+}
+
+void IOLoop::remove_timeout(TimeoutHandle handle) {
+  check_owner("remove_timeout");
+  if (handle.id_ == 0 || handle.slot_ >= timer_slots_.size()) return;
+  TimerSlot& slot = timer_slots_[handle.slot_];
+  if (slot.id != handle.id_) return;  // already ran or removed
+  std::function<void()> doomed = std::move(slot.fn);
+  slot.fn = nullptr;
+  slot.id = 0;
+  free_timer_slots_.push_back(handle.slot_);
+  // The heap entry stays until it surfaces; compact when the dead ones dominate.
+  if (++dead_timer_entries_ > 512 && dead_timer_entries_ > timer_heap_.size() / 2) compact_timers();
+  // `doomed` is destroyed here, after the loop's state is consistent again.
+}
+
+void IOLoop::compact_timers() {
+  std::erase_if(timer_heap_, [this](const TimerEntry& e) { return timer_slots_[e.slot].id != e.id; });
+  std::make_heap(timer_heap_.begin(), timer_heap_.end());
+  dead_timer_entries_ = 0;
+}
+
+void IOLoop::run_due_timers(clock::time_point now) {
+  if (timer_heap_.empty() || timer_heap_.front().when > now) return;
+  // Collect first, so a timeout that schedules another for "now" cannot starve I/O.
+  while (!timer_heap_.empty() && timer_heap_.front().when <= now) {
+    std::pop_heap(timer_heap_.begin(), timer_heap_.end());
+    const TimerEntry entry = timer_heap_.back();
+    timer_heap_.pop_back();
+    if (timer_slots_[entry.slot].id == entry.id) {
+      due_timers_.push_back(entry);
+    } else if (dead_timer_entries_ > 0) {
+      --dead_timer_entries_;
+    }
+  }
+  for (std::size_t i = 0; i < due_timers_.size(); ++i) {
+    const TimerEntry entry = due_timers_[i];
+    TimerSlot& slot = timer_slots_[entry.slot];
+    if (slot.id != entry.id) continue;  // removed by an earlier timeout of this batch
+    std::function<void()> fn = std::move(slot.fn);
+    slot.fn = nullptr;
+    slot.id = 0;
+    free_timer_slots_.push_back(entry.slot);
+    try {
+      fn();
+    } catch (...) {
+      report(std::current_exception(), "a timeout callback");
+    }
+  }
+  due_timers_.clear();
+}
+
+// ---- I/O ---------------------------------------------------------------------
+
+void IOLoop::add_handler(int fd, Events events, std::function<void(int, Events)> fn) {
+  check_owner("add_handler");
+  if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "IOLoop::add_handler()");
+  if (static_cast<std::size_t>(fd) >= handlers_.size()) handlers_.resize(static_cast<std::size_t>(fd) + 1);
+  HandlerSlot& slot = handlers_[static_cast<std::size_t>(fd)];
+  if (slot.active)
+    throw std::system_error(EEXIST, std::generic_category(),
+                            "IOLoop::add_handler(fd=" + std::to_string(fd) + "): fd already has a handler; use update_handler()");
+  epoll_event ev{};
+  ev.events = to_epoll(events);
+  ev.data.u64 = (static_cast<std::uint64_t>(slot.generation + 1) << 32) | static_cast<std::uint32_t>(fd);
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+    throw std::system_error(errno, std::generic_category(), "IOLoop::add_handler(fd=" + std::to_string(fd) + ")");
+  ++slot.generation;
+  slot.fn = std::move(fn);
+  slot.active = true;
+}
+
+void IOLoop::update_handler(int fd, Events events) {
+  check_owner("update_handler");
+  if (fd < 0 || static_cast<std::size_t>(fd) >= handlers_.size() || !handlers_[static_cast<std::size_t>(fd)].active)
+    throw std::logic_error("IOLoop::update_handler(fd=" + std::to_string(fd) + "): fd has no handler");
+  epoll_event ev{};
+  ev.events = to_epoll(events);
+  ev.data.u64 = (static_cast<std::uint64_t>(handlers_[static_cast<std::size_t>(fd)].generation) << 32) |
+                static_cast<std::uint32_t>(fd);
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) != 0)
+    throw std::system_error(errno, std::generic_category(), "IOLoop::update_handler(fd=" + std::to_string(fd) + ")");
+}
+
+void IOLoop::remove_handler(int fd) {
+  check_owner("remove_handler");
+  if (fd < 0 || static_cast<std::size_t>(fd) >= handlers_.size()) return;
+  HandlerSlot& slot = handlers_[static_cast<std::size_t>(fd)];
+  if (!slot.active) return;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // fails harmlessly if fd was closed
+  slot.active = false;
+  // The handler may be the one running now: keep it alive until the poll phase ends.
+  removed_handlers_.push_back(std::move(slot.fn));
+  slot.fn = nullptr;
+}
+
+bool IOLoop::has_ready_work(clock::time_point now) const noexcept {
+  return has_callbacks_.load(std::memory_order_seq_cst) || stop_requested_.load(std::memory_order_seq_cst) ||
+         (fibers_ && fibers_->has_work(now)) || (!timer_heap_.empty() && timer_heap_.front().when <= now);
+}
+
+clock::time_point IOLoop::next_wakeup() const noexcept {
+  clock::time_point next = clock::time_point::max();
+  if (!timer_heap_.empty()) next = timer_heap_.front().when;
+  if (fibers_) next = std::min(next, fibers_->next_deadline());
+  return next;
+}
+
+void IOLoop::poll_io(clock::time_point now) {
+  bool busy = has_ready_work(now);
+  if (busy && now - last_poll_ < kBusyPollInterval) return;
+  last_poll_ = now;
+
+  timespec timeout{0, 0};
+  bool sleeping = false;
+  if (!busy) {
+    wakeup_->begin_sleep();  // pairs with ThreadWakeup::wake(): no wakeup is lost
+    sleeping = true;
+    if (!has_ready_work(now)) {
+      const clock::time_point next = next_wakeup();
+      if (next == clock::time_point::max()) {
+        timeout.tv_sec = -1;
+      } else {
+        auto left = std::max(next - clock::now(), clock::duration::zero());
+        auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
+        timeout.tv_sec = secs.count();
+        timeout.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(left - secs).count();
+      }
+    }
+  }
+  epoll_event events[kMaxEventsPerPoll];
+  int n = ::epoll_pwait2(epoll_fd_, events, kMaxEventsPerPoll, timeout.tv_sec < 0 ? nullptr : &timeout, nullptr);
+  if (n < 0 && errno == ENOSYS) {  // kernels before 5.11: millisecond resolution
+    int ms = timeout.tv_sec < 0 ? -1
+                                : static_cast<int>(std::min<long long>(timeout.tv_sec * 1000 + (timeout.tv_nsec + 999'999) / 1'000'000,
+                                                                       1'000'000'000));
+    n = ::epoll_wait(epoll_fd_, events, kMaxEventsPerPoll, ms);
+  }
+  if (sleeping) wakeup_->end_sleep();
+  for (int i = 0; i < n; ++i) {
+    const std::uint64_t token = events[i].data.u64;
+    if (token == kWakeupToken) {
+      wakeup_->drain();
+      continue;
+    }
+    const auto fd = static_cast<std::size_t>(token & 0xffffffffu);
+    const auto generation = static_cast<std::uint32_t>(token >> 32);
+    if (fd >= handlers_.size()) continue;
+    HandlerSlot& slot = handlers_[fd];
+    // Skip handlers removed (or replaced) by an earlier handler of this batch.
+    if (!slot.active || slot.generation != generation) continue;
+    // Copy: the handler may add handlers (reallocating handlers_) or remove itself.
+    auto fn = slot.fn;
+    try {
+      fn(static_cast<int>(fd), from_epoll(events[i].events));
+    } catch (...) {
+      report(std::current_exception(), "an fd handler");
+    }
+  }
+  removed_handlers_.clear();
+}
+
+// ---- run_sync, reports, executor -----------------------------------------------
+
+namespace {
+class StopLoopWhenDone final : public detail::Waiter {
+ public:
+  explicit StopLoopWhenDone(IOLoop& loop) noexcept : Waiter(false), loop_(loop) {}
+  void notify_locked() noexcept override { loop_.stop(); }
+
+ private:
+  IOLoop& loop_;
+};
+}  // namespace
+
+void IOLoop::run_until_done_(detail::FutureStateBase& state, std::optional<std::chrono::nanoseconds> timeout) {
+  StopLoopWhenDone stopper(*this);
+  if (!state.link_waiter(stopper)) stop();
+  bool timed_out = false;
+  TimeoutHandle timer;
+  if (timeout) timer = call_later(*timeout, [this, &timed_out] {
+      timed_out = true;
+      stop();
+    });
+  try {
+    start();
+  } catch (...) {
+    state.unlink_waiter(stopper);
+    throw;
+  }
+  state.unlink_waiter(stopper);
+  if (timeout) remove_timeout(timer);
+  if (state.done()) return;
+  if (timed_out)
+    throw TimeoutError("run_sync(): the function did not finish within " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(*timeout).count()) +
+                       " ms; its fiber stays suspended and continues if the loop runs again");
+  throw Error("run_sync(): the loop was stopped before the function finished");
+}
+
+void IOLoop::set_unhandled_exception_handler(UnhandledExceptionHandler handler) {
+  check_owner("set_unhandled_exception_handler");
+  unhandled_handler_ = handler ? std::move(handler) : UnhandledExceptionHandler(default_unhandled_handler);
+}
+
+void IOLoop::report(std::exception_ptr error, const char* where) noexcept {
+  try {
+    unhandled_handler_(std::move(error), where);
+  } catch (...) {
+    std::fprintf(stderr, "fiberloop: the unhandled-exception handler threw while reporting an error in %s\n", where);
+  }
+}
+
+ThreadPoolExecutor& IOLoop::blocking_executor() {
+  check_owner("blocking_executor");
+  if (!blocking_executor_) blocking_executor_ = std::make_unique<ThreadPoolExecutor>(options_.blocking_threads);
+  return *blocking_executor_;
+}
+
+std::size_t IOLoop::live_fibers() const noexcept { return fibers_ ? fibers_->live_fibers() : 0; }
+
+}  // namespace fiberloop

@@ -1,0 +1,15 @@
+#include "support/loop_test.hpp"
+
+namespace fiberloop::testing {
+
+void LoopTest::run_in_fiber(std::function<void()> body, std::chrono::milliseconds timeout) {
+  loop_.run_sync(std::move(body), timeout);
+}
+
+void LoopTest::TearDown() { EXPECT_EQ(loop_.live_fibers(), 0u) << "a test left fibers suspended on its loop"; }
+
+double elapsed_ms(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace fiberloop::testing

@@ -1,0 +1,28 @@
+#pragma once
+// Test support: a fixture whose body runs inside a fiber of a fresh loop (like
+// Seastar's SEASTAR_THREAD_TEST_CASE), and a teardown that asserts the loop left
+// no fiber behind.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+
+#include <fiberloop/fiberloop.hpp>
+
+namespace fiberloop::testing {
+
+class LoopTest : public ::testing::Test {
+ protected:
+  /// Runs `body` on a fiber of loop_ with a default timeout, so a hung test fails
+  /// instead of hanging.
+  void run_in_fiber(std::function<void()> body, std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  void TearDown() override;
+
+  IOLoop loop_;
+};
+
+/// Milliseconds since `start`.
+double elapsed_ms(std::chrono::steady_clock::time_point start);
+
+}  // namespace fiberloop::testing
