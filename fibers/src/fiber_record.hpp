@@ -41,6 +41,10 @@ class FiberRecord final : public boost::fibers::fiber_properties {
   FiberWait* wait = nullptr;  // set while suspended in a fiberloop wait
   FiberRecord* prev_live = nullptr;  // the loop's list of unfinished fibers
   FiberRecord* next_live = nullptr;
+#if defined(__SANITIZE_THREAD__)
+  ~FiberRecord() override;
+  void* tsan_fiber = nullptr;  // ThreadSanitizer's handle for this fiber's stack
+#endif
 };
 
 }  // namespace fiberloop::detail

@@ -10,6 +10,10 @@
 
 #include <fiberloop/detail/loop_internals.hpp>
 
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 #include "stack_pool.hpp"
 
 namespace fiberloop::detail {
@@ -44,6 +48,12 @@ LoopScheduler::LoopScheduler() : wakeup_(ThreadWakeup::for_this_thread()) { tls_
 
 LoopScheduler::~LoopScheduler() {
   if (tls_scheduler == this) tls_scheduler = nullptr;
+#if defined(__SANITIZE_THREAD__)
+  // Boost destroys its scheduler at thread exit after its dispatcher switched back to
+  // the main context without asking pick_next: tell the sanitizer where we are.
+  if (tsan_main_ && __tsan_get_current_fiber() != tsan_main_) __tsan_switch_to_fiber(tsan_main_, 0);
+  if (tsan_dispatcher_) __tsan_destroy_fiber(tsan_dispatcher_);
+#endif
 }
 
 void LoopScheduler::awakened(context* ctx) noexcept {
@@ -67,8 +77,55 @@ context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
   return ctx;
 }
 
+// Every context switch on this thread goes through pick_next (Boost resumes what it
+// returns), which makes it the place to tell ThreadSanitizer about stack switches:
+// Debian's Boost.Context does not. pick_next itself is left uninstrumented so the
+// sanitizer's shadow call stacks stay balanced across the switch.
+#if defined(__SANITIZE_THREAD__)
+__attribute__((no_sanitize("thread")))
+#endif
 context* LoopScheduler::pick_next() noexcept {
-  context* self = context::active();
+  return switching_to(pick(context::active()));
+}
+
+#if defined(__SANITIZE_THREAD__)
+namespace {
+thread_local void* tls_tsan_fiber_to_destroy = nullptr;
+}  // namespace
+
+FiberRecord::~FiberRecord() {
+  // Boost deletes the record while releasing the finished fiber, then jumps back onto
+  // that fiber's stack to run its last epilogue: let the sanitizer attribute that to
+  // the fiber itself, and forget the fiber at the next switch.
+  if (!tsan_fiber) return;
+  void* previous = std::exchange(tls_tsan_fiber_to_destroy, tsan_fiber);
+  __tsan_switch_to_fiber(tsan_fiber, 0);
+  if (previous) __tsan_destroy_fiber(previous);
+}
+
+__attribute__((no_sanitize("thread"))) context* LoopScheduler::switching_to(context* next) noexcept {
+  if (!next) return next;
+  if (!tsan_main_ && context::active()->is_context(type::main_context)) tsan_main_ = __tsan_get_current_fiber();
+  void* fiber = nullptr;
+  if (next->is_context(type::main_context)) {
+    fiber = tsan_main_;
+  } else if (next->is_context(type::dispatcher_context)) {
+    if (!tsan_dispatcher_) tsan_dispatcher_ = __tsan_create_fiber(0);
+    fiber = tsan_dispatcher_;
+  } else if (FiberRecord* record = FiberRecord::of(next)) {
+    if (!record->tsan_fiber) record->tsan_fiber = __tsan_create_fiber(0);
+    fiber = record->tsan_fiber;
+  }
+  if (!fiber) return next;  // a plain Boost.Fiber fiber: unknown to the sanitizer
+  __tsan_switch_to_fiber(fiber, 0);
+  if (void* dead = std::exchange(tls_tsan_fiber_to_destroy, nullptr)) __tsan_destroy_fiber(dead);
+  return next;
+}
+#else
+context* LoopScheduler::switching_to(context* next) noexcept { return next; }
+#endif
+
+context* LoopScheduler::pick(context* self) noexcept {
   // A finished fiber must be freed, and a new Boost sleep changes the deadline the
   // loop sleeps to: both need the dispatcher.
   if (self->terminated_is_linked() || self->sleep_is_linked()) dispatcher_wanted_ = true;

@@ -72,6 +72,9 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
  private:
   bool dispatcher_has_work(time_point now) const noexcept;
 
+  context* pick(context* self) noexcept;
+  context* switching_to(context* next) noexcept;
+
   ReadyQueue unowned_;  // fibers with no loop: plain Boost.Fiber fibers, orphans
   std::size_t unowned_count_ = 0;
   context* main_ = nullptr;        // the main context, parked during a pass
@@ -88,6 +91,10 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   std::atomic<bool> remote_woken_{false};  // another thread made a fiber ready
   time_point sleep_deadline_ = time_point::max();
   std::shared_ptr<ThreadWakeup> wakeup_;
+#if defined(__SANITIZE_THREAD__)
+  void* tsan_main_ = nullptr;
+  void* tsan_dispatcher_ = nullptr;
+#endif
 };
 
 class LoopFibers final : public FiberDriver {
