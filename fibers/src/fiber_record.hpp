@@ -8,7 +8,6 @@
 
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
-#include <boost/fiber/waker.hpp>
 
 #include <fiberloop/io_loop.hpp>
 
@@ -16,9 +15,20 @@ namespace fiberloop::detail {
 
 class LoopFibers;
 
-/// The wait a suspended fiber is in, so closing its loop can wake it.
-struct FiberWait {
-  boost::fibers::waker waker;
+/// One suspension of a fiber: whoever wakes it first (completion, timeout, closing
+/// loop) wins; later wakes are no-ops. It is Boost's waker protocol (the context's
+/// epoch), done without touching Boost.Fiber on the waking thread — so executor and
+/// plain threads that complete promises never set up a Boost.Fiber runtime.
+class FiberWait {
+ public:
+  /// A wait for the running fiber; invalidates every earlier wait of it.
+  FiberWait() noexcept;
+  /// Thread: any. Makes the fiber ready unless it was already woken.
+  bool wake() noexcept;
+
+ private:
+  boost::fibers::context* ctx_;
+  std::size_t epoch_;
 };
 
 class FiberRecord final : public boost::fibers::fiber_properties {

@@ -32,6 +32,22 @@ FiberRecord* FiberRecord::current() noexcept {
   return of(context::active());
 }
 
+FiberWait::FiberWait() noexcept : ctx_(context::active()), epoch_(++ctx_->waker_epoch_) {}
+
+bool FiberWait::wake() noexcept {
+  std::size_t expected = epoch_;
+  if (!ctx_->waker_epoch_.compare_exchange_strong(expected, epoch_ + 1, std::memory_order_acq_rel)) return false;
+  boost::fibers::scheduler* owner = ctx_->get_scheduler();
+  // Only a thread with our scheduler can own fiberloop fibers, so context::active()
+  // is asked only where Boost.Fiber already runs.
+  if (tls_scheduler && context::active()->get_scheduler() == owner) {
+    owner->schedule(ctx_);
+  } else {
+    owner->schedule_from_remote(ctx_);
+  }
+  return true;
+}
+
 // ---- LoopScheduler -----------------------------------------------------------
 
 LoopScheduler& LoopScheduler::for_this_thread() {
@@ -284,7 +300,7 @@ void LoopFibers::close() noexcept {
       // Wake every fiber suspended in a fiberloop wait: seeing the loop closing, the
       // wait throws LoopClosed and the fiber unwinds. Repeat for fibers that catch it.
       for (FiberRecord* r = live_head_; r; r = r->next_live)
-        if (r->wait) r->wait->waker.wake();
+        if (r->wait) r->wait->wake();
       const auto now = std::chrono::steady_clock::now();
       if (!has_work(now)) break;
       run_pass(now);

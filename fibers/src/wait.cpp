@@ -15,7 +15,7 @@ namespace {
 class FiberWaiter final : public Waiter {
  public:
   explicit FiberWaiter(FiberWait& wait) noexcept : Waiter(false), wait_(wait) {}
-  void notify_locked() noexcept override { wait_.waker.wake(); }
+  void notify_locked() noexcept override { wait_.wake(); }
 
  private:
   FiberWait& wait_;
@@ -37,7 +37,7 @@ FiberRecord* waiting_fiber(const char* what) {
   return self;
 }
 
-/// Suspends the running fiber until `wait.waker` fires.
+/// Suspends the running fiber until `wait` is woken.
 void suspend(FiberRecord& self, FiberWait& wait) noexcept {
   self.wait = &wait;
   context::active()->suspend();
@@ -59,14 +59,14 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
   if (!self) return state.wait_blocking(deadline);
   IOLoop& loop = *self->loop;
   for (;;) {
-    FiberWait wait{context::active()->create_waker()};
+    FiberWait wait;
     FiberWaiter waiter(wait);
     if (!state.link_waiter(waiter)) return true;
     bool timed_out = false;
     TimeoutHandle timer;
     if (deadline) timer = loop.call_at(*deadline, [&wait, &timed_out] {
         timed_out = true;
-        wait.waker.wake();
+        wait.wake();
       });
     suspend(*self, wait);
     state.unlink_waiter(waiter);  // also waits out a completer still notifying us
@@ -84,11 +84,11 @@ void sleep_until(steady_time deadline) {
     return;
   }
   IOLoop& loop = *self->loop;
-  FiberWait wait{context::active()->create_waker()};
+  FiberWait wait;
   bool fired = false;
   TimeoutHandle timer = loop.call_at(deadline, [&wait, &fired] {
     fired = true;
-    wait.waker.wake();
+    wait.wake();
   });
   suspend(*self, wait);
   if (fired) return;

@@ -35,17 +35,6 @@ void forbid_on_loop_thread(const char* what);
 /// Removes `handle` from `loop` if `loop` is running on the calling thread.
 void remove_timeout_if_here(IOLoop* loop, TimeoutHandle handle) noexcept;
 
-template <class T>
-T take_result(const Future<T>& f) {
-  if constexpr (std::is_void_v<T>) {
-    f.result();
-  } else if constexpr (std::is_copy_constructible_v<T>) {
-    return f.result();
-  } else {
-    // A move-only result can be taken once: the first waiter moves it out.
-    return std::move(const_cast<T&>(f.result()));
-  }
-}
 }  // namespace detail
 
 /// Waits for `f` and returns its value or rethrows its exception (see file comment).

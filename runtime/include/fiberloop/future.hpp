@@ -205,6 +205,19 @@ FutureState<T>* state_of(const Future<T>& f) noexcept {
   return f.state_;
 }
 
+/// The result of a done future, as a waiter returns it: copied, or — for a
+/// move-only type — moved out, so only the first waiter can take it.
+template <class T>
+T take_result(const Future<T>& f) {
+  if constexpr (std::is_void_v<T>) {
+    f.result();
+  } else if constexpr (std::is_copy_constructible_v<T>) {
+    return f.result();
+  } else {
+    return std::move(const_cast<T&>(f.result()));
+  }
+}
+
 template <class T>
 class CallbackWaiter final : public Waiter {
  public:

@@ -54,14 +54,7 @@ auto IOLoop::spawn(F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>> {
 template <class R>
 R IOLoop::finish_run_sync_(Future<R> f, std::optional<std::chrono::nanoseconds> timeout) {
   run_until_done_(*detail::state_of(f), timeout);
-  if constexpr (std::is_void_v<R>) {
-    f.result();
-  } else if constexpr (std::is_copy_constructible_v<R>) {
-    return f.result();
-  } else {
-    // The fiber has finished, so this local handle is the value's only reader.
-    return std::move(const_cast<R&>(f.result()));
-  }
+  return detail::take_result(f);
 }
 
 template <class F>
