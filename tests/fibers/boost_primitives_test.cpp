@@ -1,0 +1,270 @@
+// Boost.Fiber's own synchronization primitives between fibers of one loop: the loop
+// is their scheduler, so they must block only the fiber and wake it on time.
+
+#include <algorithm>
+#include <boost/fiber/all.hpp>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "support/loop_test.hpp"
+
+namespace fiberloop {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using testing::elapsed_ms;
+
+class BoostPrimitivesTest : public testing::LoopTest {};
+
+TEST_F(BoostPrimitivesTest, MutexExcludesFibersThatSuspendWhileHoldingIt) {
+  run_in_fiber([&] {
+    boost::fibers::mutex mutex;
+    int inside = 0, max_inside = 0, total = 0;
+    std::vector<Future<void>> fibers;
+    for (int i = 0; i < 20; ++i)
+      fibers.push_back(loop_.spawn([&] {
+        for (int k = 0; k < 5; ++k) {
+          std::unique_lock lock(mutex);
+          max_inside = std::max(max_inside, ++inside);
+          sleep_for(100us);            // a fiberloop wait while holding the lock
+          boost::this_fiber::yield();  // and a plain Boost yield
+          --inside;
+          ++total;
+        }
+      }));
+    for (auto& f : fibers) wait_for_future(f);
+    EXPECT_EQ(max_inside, 1);
+    EXPECT_EQ(total, 100);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, ConditionVariableProducerConsumer) {
+  run_in_fiber([&] {
+    boost::fibers::mutex mutex;
+    boost::fibers::condition_variable changed;
+    std::vector<int> queue;
+    bool finished = false;
+    long consumed = 0;
+    int consumers_done = 0;
+    std::vector<Future<void>> consumers;
+    for (int c = 0; c < 3; ++c)
+      consumers.push_back(loop_.spawn([&] {
+        std::unique_lock lock(mutex);
+        for (;;) {
+          changed.wait(lock, [&] { return !queue.empty() || finished; });
+          if (queue.empty()) break;
+          consumed += queue.back();
+          queue.pop_back();
+        }
+        ++consumers_done;
+      }));
+    auto producer = loop_.spawn([&] {
+      for (int i = 1; i <= 1000; ++i) {
+        {
+          std::lock_guard lock(mutex);
+          queue.push_back(i);
+        }
+        changed.notify_one();
+        if (i % 100 == 0) sleep_for(1ms);  // let the loop turn with consumers blocked
+      }
+      std::lock_guard lock(mutex);
+      finished = true;
+      changed.notify_all();
+    });
+    wait_for_future(producer);
+    for (auto& f : consumers) wait_for_future(f);
+    EXPECT_EQ(consumed, 500500);
+    EXPECT_EQ(consumers_done, 3);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, ConditionVariableWaitForTimesOutOnAnIdleLoop) {
+  run_in_fiber(
+      [&] {
+        boost::fibers::mutex mutex;
+        boost::fibers::condition_variable never_notified;
+        std::unique_lock lock(mutex);
+        // Nothing else is scheduled on the loop: it must wake for the Boost deadline.
+        const auto start = Clock::now();
+        EXPECT_EQ(never_notified.wait_for(lock, 50ms), boost::fibers::cv_status::timeout);
+        const double waited = elapsed_ms(start);
+        EXPECT_GE(waited, 49.0);
+        EXPECT_LT(waited, 1000.0) << "the loop overslept a Boost.Fiber deadline";
+      },
+      10s);
+}
+
+TEST_F(BoostPrimitivesTest, ConditionVariableWaitForNotifiedByALoopCallback) {
+  run_in_fiber([&] {
+    boost::fibers::mutex mutex;
+    boost::fibers::condition_variable cv;
+    bool flag = false;
+    std::unique_lock lock(mutex);
+    loop_.call_later(10ms, [&] {
+      // The main context, outside any fiber: notify must still wake the fiber.
+      flag = true;
+      cv.notify_one();
+    });
+    const auto start = Clock::now();
+    EXPECT_TRUE(cv.wait_for(lock, 5s, [&] { return flag; }));
+    EXPECT_LT(elapsed_ms(start), 1000.0);
+    // A later wait_for still times out on time: the earlier deadline left nothing behind.
+    const auto again = Clock::now();
+    EXPECT_EQ(cv.wait_for(lock, 20ms), boost::fibers::cv_status::timeout);
+    EXPECT_GE(elapsed_ms(again), 19.0);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, ThisFiberSleepForSuspendsOnlyThatFiber) {
+  run_in_fiber([&] {
+    const auto start = Clock::now();
+    int ticks = 0;
+    bool slept = false;
+    auto sleeper = loop_.spawn([&] {
+      boost::this_fiber::sleep_for(40ms);
+      slept = true;
+    });
+    auto long_sleeper = loop_.spawn([] { boost::this_fiber::sleep_for(60ms); });
+    while (!slept) {
+      ++ticks;
+      sleep_for(1ms);
+    }
+    wait_for_future(sleeper);
+    wait_for_future(long_sleeper);
+    const double ms = elapsed_ms(start);
+    EXPECT_GE(ms, 59.0);
+    EXPECT_LT(ms, 500.0) << "Boost sleeps ran one after another or the loop overslept";
+    EXPECT_GE(ticks, 5);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, ThisFiberSleepForOnAnIdleLoop) {
+  run_in_fiber([&] {
+    const auto start = Clock::now();
+    boost::this_fiber::sleep_for(30ms);
+    const double ms = elapsed_ms(start);
+    EXPECT_GE(ms, 29.0);
+    EXPECT_LT(ms, 1000.0);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, BufferedChannelProducerConsumer) {
+  run_in_fiber([&] {
+    boost::fibers::buffered_channel<int> channel(8);  // capacity: a power of two
+    long sum = 0;
+    int received = 0;
+    auto consumer = loop_.spawn([&] {
+      int v = 0;
+      while (channel.pop(v) == boost::fibers::channel_op_status::success) {
+        sum += v;
+        ++received;
+      }
+    });
+    auto producer = loop_.spawn([&] {
+      for (int i = 1; i <= 2000; ++i) {
+        EXPECT_EQ(channel.push(i), boost::fibers::channel_op_status::success);
+        if (i % 500 == 0) sleep_for(1ms);
+      }
+      channel.close();
+    });
+    wait_for_future(producer);
+    wait_for_future(consumer);
+    EXPECT_EQ(received, 2000);
+    EXPECT_EQ(sum, 2001000);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, BufferedChannelPopWaitForTimesOutAndTryPushFromCallbackWakes) {
+  run_in_fiber([&] {
+    boost::fibers::buffered_channel<int> channel(4);
+    int v = 0;
+    const auto start = Clock::now();
+    EXPECT_EQ(channel.pop_wait_for(v, 30ms), boost::fibers::channel_op_status::timeout);
+    EXPECT_GE(elapsed_ms(start), 29.0);
+    EXPECT_LT(elapsed_ms(start), 1000.0);
+    loop_.call_later(5ms, [&] { EXPECT_EQ(channel.try_push(5), boost::fibers::channel_op_status::success); });
+    EXPECT_EQ(channel.pop_wait_for(v, 5s), boost::fibers::channel_op_status::success);
+    EXPECT_EQ(v, 5);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, UnbufferedChannelPingPong) {
+  run_in_fiber([&] {
+    boost::fibers::unbuffered_channel<int> ping, pong;
+    constexpr int kRounds = 500;
+    auto ponger = loop_.spawn([&] {
+      int v = 0;
+      int count = 0;
+      while (ping.pop(v) == boost::fibers::channel_op_status::success) {
+        EXPECT_EQ(pong.push(v + 1), boost::fibers::channel_op_status::success);
+        ++count;
+      }
+      pong.close();
+      return count;
+    });
+    int v = 0;
+    for (int i = 0; i < kRounds; ++i) {
+      ASSERT_EQ(ping.push(v), boost::fibers::channel_op_status::success);
+      ASSERT_EQ(pong.pop(v), boost::fibers::channel_op_status::success);
+    }
+    ping.close();
+    EXPECT_EQ(v, kRounds);
+    EXPECT_EQ(wait_for_future(ponger), kRounds);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, UnbufferedChannelManyProducers) {
+  run_in_fiber([&] {
+    boost::fibers::unbuffered_channel<int> channel;
+    std::vector<Future<void>> producers;
+    for (int p = 0; p < 10; ++p)
+      producers.push_back(loop_.spawn([&, p] {
+        for (int i = 0; i < 100; ++i) EXPECT_EQ(channel.push(p * 100 + i), boost::fibers::channel_op_status::success);
+      }));
+    auto closer = loop_.spawn([&] {
+      for (auto& f : producers) wait_for_future(f);
+      channel.close();
+    });
+    std::vector<bool> seen(1000, false);
+    int v = 0;
+    while (channel.pop(v) == boost::fibers::channel_op_status::success) {
+      ASSERT_GE(v, 0);
+      ASSERT_LT(v, 1000);
+      EXPECT_FALSE(seen[v]);
+      seen[v] = true;
+    }
+    wait_for_future(closer);
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), true), 1000);
+  });
+}
+
+TEST_F(BoostPrimitivesTest, BoostPromiseAndFutureAndBarrierBetweenFibers) {
+  run_in_fiber([&] {
+    boost::fibers::promise<int> promise;
+    boost::fibers::future<int> future = promise.get_future();
+    auto setter = loop_.spawn([&] {
+      sleep_for(5ms);
+      promise.set_value(21);
+    });
+    EXPECT_EQ(future.get(), 21);
+    wait_for_future(setter);
+
+    boost::fibers::barrier barrier(4);
+    int before = 0, after_saw_all = 0;
+    std::vector<Future<void>> fibers;
+    for (int i = 0; i < 4; ++i)
+      fibers.push_back(loop_.spawn([&, i] {
+        sleep_for(std::chrono::milliseconds(i));
+        ++before;
+        barrier.wait();
+        if (before == 4) ++after_saw_all;
+      }));
+    for (auto& f : fibers) wait_for_future(f);
+    EXPECT_EQ(after_saw_all, 4);
+  });
+}
+
+}  // namespace
+}  // namespace fiberloop

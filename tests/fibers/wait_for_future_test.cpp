@@ -1,0 +1,627 @@
+// wait_for_future() in each of its four situations, the timeout overload,
+// with_timeout() and sleep_for().
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include "support/loop_test.hpp"
+
+namespace fiberloop {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using testing::elapsed_ms;
+
+class WaitForFutureTest : public testing::LoopTest {};
+
+/// An error type of our own, to check that exceptions keep their dynamic type.
+class CustomError : public std::runtime_error {
+ public:
+  explicit CustomError(int c) : std::runtime_error("custom error " + std::to_string(c)), code(c) {}
+  int code;
+};
+
+/// A future that a helper thread completes (with -1) after `after`, or as soon as
+/// this object is destroyed. A wait that must throw but blocks instead then returns
+/// late with a value, failing the test rather than hanging it.
+class RescueThread {
+ public:
+  explicit RescueThread(std::chrono::milliseconds after)
+      : thread_([this, after] {
+          {
+            std::unique_lock lock(mutex_);
+            released_cv_.wait_for(lock, after, [this] { return released_; });
+          }
+          promise_.set_value(-1);
+        }) {}
+  ~RescueThread() {
+    {
+      std::lock_guard lock(mutex_);
+      released_ = true;
+    }
+    released_cv_.notify_one();
+    thread_.join();
+  }
+  Future<int> future() const { return future_; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable released_cv_;
+  bool released_ = false;
+  Promise<int> promise_;
+  Future<int> future_ = promise_.get_future();
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+/// Runs `call` and checks it throws BlockingCallError at once, with a message that
+/// points to spawn() and run_sync().
+void expect_blocking_call_error(const char* what, const std::function<void()>& call) {
+  const auto start = Clock::now();
+  try {
+    call();
+    ADD_FAILURE() << what << " returned instead of throwing BlockingCallError";
+  } catch (const BlockingCallError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("spawn()"), std::string::npos) << what << ": " << message;
+    EXPECT_NE(message.find("run_sync()"), std::string::npos) << what << ": " << message;
+  }
+  EXPECT_LT(elapsed_ms(start), 500.0) << what << " blocked before throwing";
+}
+
+/// Busy-waits, so a completion lands at an arbitrary point of the waiter's work.
+void spin_for(std::chrono::nanoseconds d) {
+  const auto until = Clock::now() + d;
+  while (Clock::now() < until) {
+  }
+}
+
+static_assert(std::is_base_of_v<std::logic_error, BlockingCallError>);
+static_assert(std::is_base_of_v<Error, TimeoutError>);
+
+// ---- (1) a done future ---------------------------------------------------------
+
+TEST_F(WaitForFutureTest, DoneFutureInFiberReturnsWithoutSwitching) {
+  run_in_fiber([&] {
+    bool other_ran = false;
+    auto other = loop_.spawn([&] { other_ran = true; });  // ready, not yet run
+    EXPECT_EQ(wait_for_future(make_ready_future(5)), 5);
+    wait_for_future(make_ready_future());
+    try {
+      wait_for_future(make_exceptional_future<int>(std::make_exception_ptr(CustomError(3))));
+      ADD_FAILURE() << "no exception";
+    } catch (const CustomError& e) {
+      EXPECT_EQ(e.code, 3);
+    }
+    EXPECT_FALSE(other_ran) << "waiting on a done future let another fiber run";
+    wait_for_future(other);
+    EXPECT_TRUE(other_ran);
+  });
+}
+
+TEST_F(WaitForFutureTest, DoneFutureInCallbackReturnsInsteadOfThrowingBlockingCallError) {
+  run_in_fiber([&] {
+    Promise<void> checked;
+    loop_.add_callback([&] {
+      EXPECT_FALSE(in_fiber());
+      EXPECT_EQ(wait_for_future(make_ready_future(std::string("ok"))), "ok");
+      EXPECT_EQ(wait_for_future(make_ready_future(1), 1ms), 1);
+      EXPECT_THROW(wait_for_future(make_exceptional_future<void>(std::make_exception_ptr(CustomError(1)))),
+                   CustomError);
+      checked.set_value();
+    });
+    wait_for_future(checked.get_future());
+  });
+}
+
+TEST_F(WaitForFutureTest, DoneFutureOnPlainThreadReturnsAtOnce) {
+  std::jthread([] {
+    EXPECT_EQ(wait_for_future(make_ready_future(8)), 8);
+    EXPECT_THROW(wait_for_future(make_exceptional_future<int>(std::make_exception_ptr(CustomError(2)))), CustomError);
+  });
+}
+
+// ---- (2) in a fiber --------------------------------------------------------------
+
+TEST_F(WaitForFutureTest, InFiberSuspendsOnlyThatFiberWhileTheLoopRunsEverythingElse) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  run_in_fiber([&] {
+    const auto loop_thread = std::this_thread::get_id();
+    bool fiber_ran = false, callback_ran = false, timer_ran = false, handler_ran = false;
+    Promise<int> p;
+    auto f = p.get_future();
+    auto other = loop_.spawn([&] {
+      fiber_ran = true;
+      return 1;
+    });
+    loop_.add_callback([&] { callback_ran = true; });
+    // timer -> pipe -> fd handler -> promise: each link runs only if the loop does.
+    loop_.call_later(5ms, [&] {
+      timer_ran = true;
+      const char c = 'x';
+      EXPECT_EQ(::write(fds[1], &c, 1), 1);
+    });
+    loop_.add_handler(fds[0], Events::read, [&](int fd, Events) {
+      char c = 0;
+      EXPECT_EQ(::read(fd, &c, 1), 1);
+      handler_ran = true;
+      loop_.remove_handler(fd);
+      p.set_value(42);
+    });
+    EXPECT_EQ(wait_for_future(f), 42);
+    EXPECT_TRUE(fiber_ran);
+    EXPECT_TRUE(callback_ran);
+    EXPECT_TRUE(timer_ran);
+    EXPECT_TRUE(handler_ran);
+    EXPECT_EQ(std::this_thread::get_id(), loop_thread);
+    EXPECT_TRUE(in_fiber());
+    EXPECT_EQ(wait_for_future(other), 1);
+  });
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_F(WaitForFutureTest, ManyFibersWaitAtOnceAndResumeAsTheirFuturesComplete) {
+  run_in_fiber([&] {
+    constexpr int kFibers = 100;
+    std::vector<Promise<int>> promises(kFibers);
+    std::vector<Future<int>> results;
+    std::vector<int> resumed;
+    for (int i = 0; i < kFibers; ++i)
+      results.push_back(loop_.spawn([&, i, f = promises[i].get_future()] {
+        const int v = wait_for_future(f);
+        resumed.push_back(i);
+        return v * 2;
+      }));
+    sleep_for(1ms);
+    EXPECT_TRUE(resumed.empty());
+    // Complete in reverse: each fiber resumes when its own future completes.
+    for (int i = kFibers - 1; i >= 0; --i) loop_.add_callback([&, i] { promises[i].set_value(i); });
+    for (int i = 0; i < kFibers; ++i) EXPECT_EQ(wait_for_future(results[i]), 2 * i);
+    ASSERT_EQ(resumed.size(), static_cast<std::size_t>(kFibers));
+    std::sort(resumed.begin(), resumed.end());
+    for (int i = 0; i < kFibers; ++i) EXPECT_EQ(resumed[i], i);
+  });
+}
+
+TEST_F(WaitForFutureTest, ExceptionKeepsItsDynamicType) {
+  run_in_fiber([&] {
+    Promise<int> p;
+    auto f = p.get_future();
+    loop_.call_later(1ms, [&] { p.set_exception(std::make_exception_ptr(CustomError(77))); });
+    try {
+      wait_for_future(f);
+      ADD_FAILURE() << "no exception";
+    } catch (const CustomError& e) {
+      EXPECT_EQ(e.code, 77);
+      EXPECT_STREQ(e.what(), "custom error 77");
+    }
+    // And again: the stored exception stays for every waiter.
+    EXPECT_THROW(wait_for_future(f), CustomError);
+  });
+}
+
+TEST_F(WaitForFutureTest, ExceptionFromAnotherThreadKeepsItsDynamicType) {
+  run_in_fiber([&] {
+    Promise<void> p;
+    auto f = p.get_future();
+    std::jthread completer([&] {
+      std::this_thread::sleep_for(2ms);
+      p.set_exception(std::make_exception_ptr(CustomError(9)));
+    });
+    try {
+      wait_for_future(f);
+      ADD_FAILURE() << "no exception";
+    } catch (const CustomError& e) {
+      EXPECT_EQ(e.code, 9);
+    }
+  });
+}
+
+TEST_F(WaitForFutureTest, BrokenPromiseFailsTheWaiter) {
+  run_in_fiber([&] {
+    auto p = std::make_unique<Promise<int>>();
+    auto f = p->get_future();
+    loop_.call_later(1ms, [&] { p.reset(); });
+    EXPECT_THROW(wait_for_future(f), BrokenPromise);
+  });
+}
+
+TEST_F(WaitForFutureTest, BrokenPromiseOnAnotherThreadFailsTheWaiter) {
+  run_in_fiber([&] {
+    auto p = std::make_unique<Promise<std::string>>();
+    auto f = p->get_future();
+    std::jthread breaker([p = std::move(p)]() mutable {
+      std::this_thread::sleep_for(2ms);
+      p.reset();
+    });
+    EXPECT_THROW(wait_for_future(f), BrokenPromise);
+  });
+}
+
+TEST_F(WaitForFutureTest, CompletionFromOtherThreadsResumesFibersOnTheLoopThread) {
+  constexpr int kFibers = 400;
+  ThreadPoolExecutor pool(4);
+  std::vector<std::jthread> plain_threads;
+  run_in_fiber([&] {
+    const auto loop_thread = std::this_thread::get_id();
+    std::vector<Future<void>> fibers;
+    std::atomic<int> completed_elsewhere{0};
+    for (int i = 0; i < kFibers; ++i) {
+      fibers.push_back(loop_.spawn([&, i] {
+        auto p = std::make_shared<Promise<int>>();
+        auto f = p->get_future();
+        auto job = [p, i, loop_thread, &completed_elsewhere] {
+          if (std::this_thread::get_id() != loop_thread) ++completed_elsewhere;
+          p->set_value(i);
+        };
+        if (i % 4 == 0) {
+          plain_threads.emplace_back(job);  // a plain OS thread
+        } else {
+          auto submitted = pool.submit(job);
+        }
+        EXPECT_EQ(wait_for_future(f), i);
+        EXPECT_EQ(std::this_thread::get_id(), loop_thread);
+      }));
+    }
+    for (auto& f : fibers) wait_for_future(f);
+    EXPECT_EQ(completed_elsewhere.load(), kFibers);
+  });
+}
+
+// ---- (3) on the loop thread outside a fiber ------------------------------------
+
+TEST_F(WaitForFutureTest, InCallbackDuringRunSyncThrowsBlockingCallError) {
+  RescueThread rescue(2s);
+  run_in_fiber([&] {
+    Promise<void> checked;
+    auto check_all = [&](const char* where) {
+      EXPECT_FALSE(in_fiber()) << where;
+      expect_blocking_call_error("wait_for_future()", [&] { (void)wait_for_future(rescue.future()); });
+      expect_blocking_call_error("wait_for_future(f, timeout)", [&] { (void)wait_for_future(rescue.future(), 10s); });
+      expect_blocking_call_error("sleep_for()", [] { sleep_for(1ms); });
+    };
+    loop_.add_callback([&] {
+      check_all("callback");
+      loop_.call_later(1ms, [&] {
+        check_all("timeout");
+        checked.set_value();
+      });
+    });
+    wait_for_future(checked.get_future());
+    EXPECT_FALSE(rescue.future().done());
+  });
+}
+
+TEST_F(WaitForFutureTest, InFdHandlerThrowsBlockingCallError) {
+  RescueThread rescue(2s);
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  run_in_fiber([&] {
+    Promise<void> checked;
+    loop_.add_handler(fds[1], Events::write, [&](int fd, Events) {
+      loop_.remove_handler(fd);
+      expect_blocking_call_error("wait_for_future() in a handler", [&] { (void)wait_for_future(rescue.future()); });
+      checked.set_value();
+    });
+    wait_for_future(checked.get_future());
+  });
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST_F(WaitForFutureTest, InCallbackDuringStartThrowsBlockingCallErrorAsLogicError) {
+  RescueThread rescue(2s);
+  bool caught = false;
+  loop_.add_callback([&] {
+    try {
+      (void)wait_for_future(rescue.future());
+    } catch (const std::logic_error& e) {  // BlockingCallError is a logic_error
+      caught = dynamic_cast<const BlockingCallError*>(&e) != nullptr;
+      const std::string message = e.what();
+      EXPECT_NE(message.find("spawn()"), std::string::npos) << message;
+      EXPECT_NE(message.find("run_sync()"), std::string::npos) << message;
+    }
+    loop_.stop();
+  });
+  const auto start = Clock::now();
+  loop_.start();
+  EXPECT_TRUE(caught);
+  EXPECT_LT(elapsed_ms(start), 500.0);
+}
+
+// ---- (4) a thread with no running loop -------------------------------------------
+
+TEST_F(WaitForFutureTest, PlainThreadBlocksUntilTheLoopCompletesTheFuture) {
+  for (const bool from_fiber : {false, true}) {
+    SCOPED_TRACE(from_fiber ? "completed by a fiber" : "completed by a callback");
+    constexpr int kWaiters = 4;
+    std::atomic<bool> set{false};
+    std::vector<Promise<int>> seen(kWaiters);
+    std::vector<Future<int>> seen_f;
+    for (auto& s : seen) seen_f.push_back(s.get_future());
+    Promise<int> p;
+    auto f = p.get_future();
+    {
+      std::vector<std::jthread> waiters;
+      // Destroyed before the waiters are joined: if the test fails before p is set,
+      // the waiters wake with an error instead of hanging the join.
+      struct FailIfUnset {
+        Promise<int>& promise;
+        ~FailIfUnset() {
+          try {
+            promise.set_exception(std::make_exception_ptr(std::runtime_error("the test did not complete p")));
+          } catch (const PromiseAlreadySatisfied&) {
+          }
+        }
+      } fail_if_unset{p};
+      for (int w = 0; w < kWaiters; ++w)
+        waiters.emplace_back([&, w] {
+          try {
+            const int v = wait_for_future(f);  // blocks this thread
+            EXPECT_TRUE(set.load()) << "returned before the future was completed";
+            EXPECT_FALSE(in_fiber());
+            seen[w].set_value(v);
+          } catch (...) {
+            seen[w].set_exception(std::current_exception());
+          }
+        });
+      run_in_fiber([&] {
+        sleep_for(20ms);  // the waiters block meanwhile
+        for (auto& s : seen_f) EXPECT_FALSE(s.done());
+        if (from_fiber) {
+          auto setter = loop_.spawn([&] {
+            set = true;
+            p.set_value(5);
+          });
+        } else {
+          loop_.add_callback([&] {
+            set = true;
+            p.set_value(5);
+          });
+        }
+        for (auto& s : seen_f) EXPECT_EQ(wait_for_future(s, 5s), 5);
+      });
+    }
+  }
+}
+
+TEST_F(WaitForFutureTest, MainThreadWithAnIdleLoopBlocks) {
+  // A loop exists on this thread but does not run: waiting blocks the thread.
+  Promise<int> p;
+  auto f = p.get_future();
+  std::jthread completer([&] {
+    std::this_thread::sleep_for(10ms);
+    p.set_value(3);
+  });
+  const auto start = Clock::now();
+  EXPECT_EQ(wait_for_future(f, 5s), 3);
+  EXPECT_GE(elapsed_ms(start), 9.0);
+}
+
+// ---- the timeout overload -----------------------------------------------------
+
+TEST_F(WaitForFutureTest, TimeoutThrowsWhenLateAndLeavesTheFutureUntouched) {
+  run_in_fiber([&] {
+    Promise<int> p;
+    auto f = p.get_future();
+    const auto start = Clock::now();
+    EXPECT_THROW(wait_for_future(f, 20ms), TimeoutError);
+    const double waited = elapsed_ms(start);
+    EXPECT_GE(waited, 19.0);
+    EXPECT_LT(waited, 1000.0);
+    EXPECT_FALSE(f.done());
+    // The future still completes and can be waited for again, with and without a timeout.
+    loop_.call_later(5ms, [&] { p.set_value(9); });
+    EXPECT_EQ(wait_for_future(f), 9);
+    EXPECT_EQ(wait_for_future(f, 1ms), 9);
+    EXPECT_EQ(f.result(), 9);
+  });
+}
+
+TEST_F(WaitForFutureTest, TimeoutReturnsTheValueWhenInTime) {
+  run_in_fiber([&] {
+    Promise<std::string> p;
+    auto f = p.get_future();
+    loop_.call_later(5ms, [&] { p.set_value("in time"); });
+    const auto start = Clock::now();
+    EXPECT_EQ(wait_for_future(f, 5s), "in time");
+    EXPECT_LT(elapsed_ms(start), 1000.0);
+    // The expired wait's timer must not disturb the fiber's next waits.
+    Promise<int> q;
+    auto g = q.get_future();
+    loop_.call_later(30ms, [&] { q.set_value(1); });
+    Promise<void> r;
+    auto h = r.get_future();
+    loop_.call_later(10ms, [&] { r.set_exception(std::make_exception_ptr(CustomError(4))); });
+    EXPECT_THROW(wait_for_future(h, 20ms), CustomError);
+    EXPECT_EQ(wait_for_future(g), 1);
+  });
+}
+
+TEST_F(WaitForFutureTest, TimeoutOnPlainThread) {
+  std::jthread([] {
+    Promise<int> p;
+    auto f = p.get_future();
+    const auto start = Clock::now();
+    EXPECT_THROW(wait_for_future(f, 20ms), TimeoutError);
+    EXPECT_GE(elapsed_ms(start), 19.0);
+    EXPECT_FALSE(f.done());
+    std::jthread completer([&] {
+      std::this_thread::sleep_for(5ms);
+      p.set_value(2);
+    });
+    EXPECT_EQ(wait_for_future(f, 5s), 2);
+  });
+}
+
+TEST_F(WaitForFutureTest, TimeoutRacingCompletionFromAnotherThreadInFiber) {
+  constexpr int kRounds = 2000;
+  ThreadPoolExecutor pool(1);
+  int in_time = 0, timed_out = 0;
+  run_in_fiber(
+      [&] {
+        std::mt19937 rng(12345);
+        for (int i = 0; i < kRounds; ++i) {
+          auto p = std::make_shared<Promise<int>>();
+          auto f = p->get_future();
+          const auto delay = std::chrono::microseconds(rng() % 300);
+          auto job = pool.submit([p, delay, i] {
+            spin_for(delay);
+            p->set_value(i);
+          });
+          try {
+            EXPECT_EQ(wait_for_future(f, std::chrono::microseconds(100)), i);
+            ++in_time;
+          } catch (const TimeoutError&) {
+            ++timed_out;
+          }
+          EXPECT_EQ(wait_for_future(f), i);
+          wait_for_future(job);
+        }
+      },
+      60s);
+  EXPECT_EQ(in_time + timed_out, kRounds);
+  std::printf("[          ] fiber race: %d in time, %d timed out\n", in_time, timed_out);
+}
+
+TEST_F(WaitForFutureTest, TimeoutRacingCompletionFromAnotherThreadOnPlainThread) {
+  constexpr int kRounds = 2000;
+  int in_time = 0, timed_out = 0;
+  std::jthread([&] {
+    ThreadPoolExecutor pool(1);
+    std::mt19937 rng(54321);
+    for (int i = 0; i < kRounds; ++i) {
+      auto p = std::make_shared<Promise<int>>();
+      auto f = p->get_future();
+      const auto delay = std::chrono::microseconds(rng() % 100);
+      auto job = pool.submit([p, delay, i] {
+        spin_for(delay);
+        p->set_value(i);
+      });
+      try {
+        EXPECT_EQ(wait_for_future(f, std::chrono::microseconds(rng() % 100)), i);
+        ++in_time;
+      } catch (const TimeoutError&) {
+        ++timed_out;
+      }
+      EXPECT_EQ(wait_for_future(f), i);
+      wait_for_future(job);
+    }
+  });
+  EXPECT_EQ(in_time + timed_out, kRounds);
+  std::printf("[          ] plain-thread race: %d in time, %d timed out\n", in_time, timed_out);
+}
+
+// ---- with_timeout --------------------------------------------------------------
+
+TEST_F(WaitForFutureTest, WithTimeoutCompletesLikeTheFuture) {
+  run_in_fiber([&] {
+    Promise<int> p;
+    auto f = p.get_future();
+    auto t = with_timeout(f, 5s);
+    loop_.call_later(5ms, [&] { p.set_value(11); });
+    EXPECT_EQ(wait_for_future(t), 11);
+
+    Promise<void> q;
+    auto g = q.get_future();
+    auto u = with_timeout(g, 5s);
+    loop_.call_later(1ms, [&] { q.set_exception(std::make_exception_ptr(CustomError(5))); });
+    try {
+      wait_for_future(u);
+      ADD_FAILURE() << "no exception";
+    } catch (const CustomError& e) {
+      EXPECT_EQ(e.code, 5);
+    }
+
+    auto done = with_timeout(make_ready_future(4), 1ms);
+    EXPECT_TRUE(done.done());
+    EXPECT_EQ(done.result(), 4);
+  });
+}
+
+TEST_F(WaitForFutureTest, WithTimeoutFailsWithTimeoutErrorAndLeavesTheFutureUntouched) {
+  run_in_fiber([&] {
+    Promise<int> p;
+    auto f = p.get_future();
+    const auto start = Clock::now();
+    auto t = with_timeout(f, 20ms);
+    EXPECT_THROW(wait_for_future(t), TimeoutError);
+    EXPECT_GE(elapsed_ms(start), 19.0);
+    EXPECT_FALSE(f.done());
+    p.set_value(3);  // completing it later touches nothing of the timed-out race
+    EXPECT_EQ(wait_for_future(f), 3);
+    EXPECT_THROW(t.result(), TimeoutError);
+  });
+}
+
+TEST_F(WaitForFutureTest, WithTimeoutFutureCompletedFromAnotherThread) {
+  run_in_fiber([&] {
+    for (int i = 0; i < 50; ++i) {
+      Promise<int> p;
+      auto f = p.get_future();
+      auto t = with_timeout(f, 20ms);
+      std::jthread completer([&] { p.set_value(i); });
+      EXPECT_EQ(wait_for_future(t), i);
+    }
+    sleep_for(30ms);  // the 50 timers fire after the race was settled: harmless
+  });
+}
+
+// ---- sleep_for ------------------------------------------------------------------
+
+TEST_F(WaitForFutureTest, SleepForSuspendsOnlyThatFiber) {
+  run_in_fiber([&] {
+    int ticks = 0;
+    bool sleeper_done = false;
+    auto sleeper = loop_.spawn([&] {
+      sleep_for(40ms);
+      sleeper_done = true;
+    });
+    const auto start = Clock::now();
+    while (!sleeper_done) {
+      ++ticks;
+      sleep_for(1ms);
+    }
+    wait_for_future(sleeper);
+    EXPECT_GE(elapsed_ms(start), 39.0);
+    EXPECT_GE(ticks, 5) << "the other fiber did not run while one slept";
+  });
+}
+
+TEST_F(WaitForFutureTest, SleepsRunConcurrently) {
+  run_in_fiber([&] {
+    const auto start = Clock::now();
+    std::vector<Future<void>> sleepers;
+    for (int i = 1; i <= 20; ++i) sleepers.push_back(loop_.spawn([i] { sleep_for(std::chrono::milliseconds(2 * i)); }));
+    for (auto& s : sleepers) wait_for_future(s);
+    const double ms = elapsed_ms(start);
+    EXPECT_GE(ms, 39.0);
+    EXPECT_LT(ms, 300.0) << "sleeps ran one after another";  // the sum would be 420 ms
+  });
+}
+
+TEST_F(WaitForFutureTest, SleepForOnPlainThreadSleepsTheThread) {
+  std::jthread([] {
+    const auto start = Clock::now();
+    sleep_for(20ms);
+    EXPECT_GE(elapsed_ms(start), 19.0);
+  });
+}
+
+}  // namespace
+}  // namespace fiberloop
