@@ -14,6 +14,15 @@
 namespace fiberloop::detail {
 
 class LoopFibers;
+class LoopScheduler;
+
+/// The C++ runtime's per-thread exception state (Itanium ABI __cxa_eh_globals): the
+/// stack of exceptions being handled and std::uncaught_exceptions(). Each fiber gets
+/// its own, swapped on every switch, as if it ran on its own thread.
+struct ExceptionState {
+  void* caught_exceptions = nullptr;
+  unsigned int uncaught_exceptions = 0;
+};
 
 /// One suspension of a fiber: whoever wakes it first (completion, timeout, closing
 /// loop) wins; later wakes are no-ops. It is Boost's waker protocol (the context's
@@ -28,6 +37,7 @@ class FiberWait {
 
  private:
   boost::fibers::context* ctx_;
+  LoopScheduler* scheduler_;  // of the fiber's thread; lives as long as the thread
   std::size_t epoch_;
 };
 
@@ -49,6 +59,7 @@ class FiberRecord final : public boost::fibers::fiber_properties {
   std::unique_ptr<FiberTask> task;
   std::uint64_t id;
   FiberWait* wait = nullptr;  // set while suspended in a fiberloop wait
+  ExceptionState exceptions;  // saved while the fiber is switched out
   FiberRecord* prev_live = nullptr;  // the loop's list of unfinished fibers
   FiberRecord* next_live = nullptr;
 #if defined(__SANITIZE_THREAD__)

@@ -1,6 +1,9 @@
 #include "loop_scheduler.hpp"
 
+#include <cxxabi.h>
+
 #include <cstdio>
+#include <thread>
 #include <utility>
 
 #include <boost/context/detail/exception.hpp>
@@ -32,20 +35,24 @@ FiberRecord* FiberRecord::current() noexcept {
   return of(context::active());
 }
 
-FiberWait::FiberWait() noexcept : ctx_(context::active()), epoch_(++ctx_->waker_epoch_) {}
+FiberWait::FiberWait() noexcept
+    : ctx_(context::active()), scheduler_(tls_scheduler), epoch_(++ctx_->waker_epoch_) {}
 
 bool FiberWait::wake() noexcept {
   std::size_t expected = epoch_;
-  if (!ctx_->waker_epoch_.compare_exchange_strong(expected, epoch_ + 1, std::memory_order_acq_rel)) return false;
-  boost::fibers::scheduler* owner = ctx_->get_scheduler();
-  // Only a thread with our scheduler can own fiberloop fibers, so context::active()
-  // is asked only where Boost.Fiber already runs.
-  if (tls_scheduler && context::active()->get_scheduler() == owner) {
-    owner->schedule(ctx_);
-  } else {
-    owner->schedule_from_remote(ctx_);
+  if (tls_scheduler == scheduler_) {  // the fiber's own thread
+    if (!ctx_->waker_epoch_.compare_exchange_strong(expected, epoch_ + 1, std::memory_order_acq_rel)) return false;
+    ctx_->get_scheduler()->schedule(ctx_);
+    return true;
   }
-  return true;
+  // Another thread: until the fiber sits in the remote-ready queue, a closing loop
+  // must know a wake is coming (the count lives in the scheduler, which outlives
+  // the fiber; the context may be gone once it is queued).
+  scheduler_->remote_wakes_in_flight_.fetch_add(1, std::memory_order_acq_rel);
+  const bool won = ctx_->waker_epoch_.compare_exchange_strong(expected, epoch_ + 1, std::memory_order_acq_rel);
+  if (won) ctx_->get_scheduler()->schedule_from_remote(ctx_);
+  scheduler_->remote_wakes_in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  return won;
 }
 
 // ---- LoopScheduler -----------------------------------------------------------
@@ -93,6 +100,12 @@ context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
   return ctx;
 }
 
+void LoopScheduler::swap_exception_state(context* self, context* next) noexcept {
+  auto* live = reinterpret_cast<ExceptionState*>(abi::__cxa_get_globals());
+  *exception_state_of(self) = *live;
+  *live = *exception_state_of(next);
+}
+
 // Every context switch on this thread goes through pick_next (Boost resumes what it
 // returns), which makes it the place to tell ThreadSanitizer about stack switches:
 // Debian's Boost.Context does not. pick_next itself is left uninstrumented so the
@@ -101,7 +114,15 @@ context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
 __attribute__((no_sanitize("thread")))
 #endif
 context* LoopScheduler::pick_next() noexcept {
-  return switching_to(pick(context::active()));
+  context* self = context::active();
+  return switching(self, pick(self));
+}
+
+ExceptionState* LoopScheduler::exception_state_of(context* ctx) noexcept {
+  if (ctx->is_context(type::main_context)) return &main_exceptions_;
+  if (ctx->is_context(type::dispatcher_context)) return &dispatcher_exceptions_;
+  if (FiberRecord* record = FiberRecord::of(ctx)) return &record->exceptions;
+  return &unowned_exceptions_;
 }
 
 #if defined(__SANITIZE_THREAD__)
@@ -119,8 +140,9 @@ FiberRecord::~FiberRecord() {
   if (previous) __tsan_destroy_fiber(previous);
 }
 
-__attribute__((no_sanitize("thread"))) context* LoopScheduler::switching_to(context* next) noexcept {
+__attribute__((no_sanitize("thread"))) context* LoopScheduler::switching(context* self, context* next) noexcept {
   if (!next) return next;
+  swap_exception_state(self, next);
   if (!tsan_main_ && context::active()->is_context(type::main_context)) tsan_main_ = __tsan_get_current_fiber();
   void* fiber = nullptr;
   if (next->is_context(type::main_context)) {
@@ -138,13 +160,16 @@ __attribute__((no_sanitize("thread"))) context* LoopScheduler::switching_to(cont
   return next;
 }
 #else
-context* LoopScheduler::switching_to(context* next) noexcept { return next; }
+context* LoopScheduler::switching(context* self, context* next) noexcept {
+  if (next) swap_exception_state(self, next);
+  return next;
+}
 #endif
 
 context* LoopScheduler::pick(context* self) noexcept {
-  // A finished fiber must be freed, and a new Boost sleep changes the deadline the
-  // loop sleeps to: both need the dispatcher.
-  if (self->terminated_is_linked() || self->sleep_is_linked()) dispatcher_wanted_ = true;
+  // A new Boost sleep changes the deadline the loop sleeps to: the dispatcher reports
+  // it. (Finished fibers say so themselves: fiber_finished().)
+  if (self->sleep_is_linked()) dispatcher_wanted_ = true;
 
   if (pass_owner_) {
     if (pass_left_ > 0 && pass_owner_->ready_count_ > 0) {
@@ -236,6 +261,13 @@ LoopFibers& LoopFibers::of(IOLoop& loop) {
   auto fibers = std::make_unique<LoopFibers>(loop, LoopScheduler::for_this_thread());
   LoopFibers& ref = *fibers;
   LoopInternals::set_fibers(loop, std::move(fibers));
+  // thread_locals die in reverse order of construction: this holder, made after
+  // Boost.Fiber set up this thread, destroys the thread's default loop (and unwinds
+  // its fibers) while Boost.Fiber still works.
+  if (std::unique_ptr<IOLoop> default_loop = LoopInternals::release_default_loop(loop)) {
+    thread_local std::unique_ptr<IOLoop> holder;
+    holder = std::move(default_loop);
+  }
   return ref;
 }
 
@@ -251,11 +283,13 @@ void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
   live_head_ = record;
   ++live_count_;
   const IOLoop::Options& options = loop_.options();
-  StackAllocator stacks(options.stack_size, options.guarded_stacks, options.pooled_stacks);
   try {
     // Boost owns `record` from here (its properties slot) and deletes it with the
-    // fiber's context.
-    boost::fibers::fiber fiber(static_cast<boost::fibers::fiber_properties*>(record), std::allocator_arg, stacks,
+    // fiber's context. The allocator goes in as a prvalue: Boost stores it by value
+    // and deallocates the stack through that copy (an lvalue would be kept as a
+    // dangling reference).
+    boost::fibers::fiber fiber(static_cast<boost::fibers::fiber_properties*>(record), std::allocator_arg,
+                               StackAllocator(options.stack_size, options.guarded_stacks, options.pooled_stacks),
                                [record] { run_fiber(record); });
     fiber.detach();
   } catch (...) {
@@ -271,6 +305,7 @@ void LoopFibers::run_fiber(FiberRecord* record) {
     ~Finish() {
       record->task.reset();
       if (record->fibers) record->fibers->unlink(record);
+      LoopScheduler::installed()->fiber_finished();
     }
   } finish{record};
   if (!record->loop || LoopInternals::closing(*record->loop)) {
@@ -302,7 +337,11 @@ void LoopFibers::close() noexcept {
       for (FiberRecord* r = live_head_; r; r = r->next_live)
         if (r->wait) r->wait->wake();
       const auto now = std::chrono::steady_clock::now();
-      if (!has_work(now)) break;
+      if (!has_work(now)) {
+        if (live_count_ == 0 || !scheduler_.remote_wakes_in_flight()) break;
+        std::this_thread::yield();  // another thread is mid-wake: its fiber is coming
+        continue;
+      }
       run_pass(now);
     }
   }

@@ -68,12 +68,21 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   /// Drops references to a LoopFibers being destroyed.
   void forget(const LoopFibers& fibers) noexcept;
   static context* pop(ReadyQueue& queue, std::size_t& count) noexcept;
+  /// A fiber of this thread is finishing: the dispatcher must free it. (Boost 1.81's
+  /// terminated_is_linked() cannot tell: it is false for the tail of its list.)
+  void fiber_finished() noexcept { dispatcher_wanted_ = true; }
+  /// Wakes from other threads that passed the epoch check but have not yet put
+  /// the fiber in Boost's remote-ready queue.
+  bool remote_wakes_in_flight() const noexcept { return remote_wakes_in_flight_.load(std::memory_order_acquire) > 0; }
 
  private:
   bool dispatcher_has_work(time_point now) const noexcept;
 
   context* pick(context* self) noexcept;
-  context* switching_to(context* next) noexcept;
+  /// Bookkeeping for the switch from `self` to `next` that Boost makes next.
+  context* switching(context* self, context* next) noexcept;
+  ExceptionState* exception_state_of(context* ctx) noexcept;
+  void swap_exception_state(context* self, context* next) noexcept;
 
   ReadyQueue unowned_;  // fibers with no loop: plain Boost.Fiber fibers, orphans
   std::size_t unowned_count_ = 0;
@@ -89,8 +98,11 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
 
   bool dispatcher_wanted_ = false;  // a fiber finished or began a Boost sleep
   std::atomic<bool> remote_woken_{false};  // another thread made a fiber ready
+  std::atomic<int> remote_wakes_in_flight_{0};
+  friend class FiberWait;
   time_point sleep_deadline_ = time_point::max();
   std::shared_ptr<ThreadWakeup> wakeup_;
+  ExceptionState main_exceptions_, dispatcher_exceptions_, unowned_exceptions_;
 #if defined(__SANITIZE_THREAD__)
   void* tsan_main_ = nullptr;
   void* tsan_dispatcher_ = nullptr;

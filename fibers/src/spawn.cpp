@@ -10,9 +10,17 @@ namespace fiberloop {
 
 void IOLoop::spawn_fiber_(std::unique_ptr<detail::FiberTask> task) {
   if (!detail::LoopInternals::on_owner_thread(*this)) {
-    // Fibers belong to the loop's thread: start it there.
-    auto box = std::make_shared<std::unique_ptr<detail::FiberTask>>(std::move(task));
-    add_callback([this, box] { spawn_fiber_(std::move(*box)); });
+    // Fibers belong to the loop's thread: start it there. If the loop is destroyed
+    // first, the dropped callback fails the fiber like any fiber that never started.
+    struct Handover {
+      std::unique_ptr<detail::FiberTask> task;
+      ~Handover() {
+        if (task) task->fail(std::make_exception_ptr(LoopClosed("the IOLoop was destroyed before this fiber started")));
+      }
+    };
+    auto handover = std::make_shared<Handover>();
+    handover->task = std::move(task);
+    add_callback([this, handover] { spawn_fiber_(std::move(handover->task)); });
     return;
   }
   if (closing_) {

@@ -24,7 +24,11 @@ constexpr int kMaxEventsPerPoll = 256;
 constexpr std::uint64_t kWakeupToken = ~std::uint64_t{0};
 
 thread_local IOLoop* tls_running_loop = nullptr;
-thread_local std::vector<IOLoop*> tls_alive_loops;
+// Plain pointers: trivially destructible thread_locals stay valid during thread exit,
+// whatever order the other thread_locals die in.
+thread_local IOLoop* tls_newest_loop = nullptr;
+thread_local IOLoop* tls_default_loop = nullptr;  // IOLoop::current()'s own loop
+thread_local std::unique_ptr<IOLoop> tls_default_holder;
 thread_local char tls_thread_marker;
 
 std::uint32_t to_epoll(Events events) {
@@ -85,10 +89,18 @@ IOLoop::IOLoop(Options options)
     throw std::system_error(err, std::generic_category(), "fiberloop: watching the loop's eventfd");
   }
   unhandled_handler_ = default_unhandled_handler;
-  tls_alive_loops.push_back(this);
+  anchor_ = std::make_shared<detail::LoopAnchor>();
+  anchor_->loop = this;
+  older_alive_ = tls_newest_loop;
+  if (older_alive_) older_alive_->newer_alive_ = this;
+  tls_newest_loop = this;
 }
 
 IOLoop::~IOLoop() {
+  {
+    std::lock_guard lock(anchor_->lock);
+    anchor_->loop = nullptr;
+  }
   closing_ = true;
   if (fibers_) fibers_->close();
   drop_pending_work();
@@ -99,8 +111,10 @@ IOLoop::~IOLoop() {
   }
   fibers_.reset();
   ::close(epoll_fd_);
-  std::erase(tls_alive_loops, this);
+  (newer_alive_ ? newer_alive_->older_alive_ : tls_newest_loop) = older_alive_;
+  if (older_alive_) older_alive_->newer_alive_ = newer_alive_;
   if (tls_running_loop == this) tls_running_loop = nullptr;
+  if (tls_default_loop == this) tls_default_loop = nullptr;
 }
 
 void IOLoop::drop_pending_work() noexcept {
@@ -127,10 +141,18 @@ void IOLoop::drop_pending_work() noexcept {
 
 IOLoop& IOLoop::current() {
   if (tls_running_loop) return *tls_running_loop;
-  if (!tls_alive_loops.empty()) return *tls_alive_loops.back();
-  thread_local std::unique_ptr<IOLoop> default_loop;
-  default_loop = std::make_unique<IOLoop>();
-  return *default_loop;
+  if (tls_newest_loop) return *tls_newest_loop;
+  // Destroyed at thread exit. Once the loop runs fibers, the fibers layer takes it
+  // into a holder made after Boost.Fiber's thread state, so it dies before that does.
+  tls_default_holder = std::make_unique<IOLoop>();
+  tls_default_loop = tls_default_holder.get();
+  return *tls_default_loop;
+}
+
+std::unique_ptr<IOLoop> detail::LoopInternals::release_default_loop(IOLoop& loop) noexcept {
+  if (tls_default_loop != &loop) return nullptr;
+  tls_default_loop = nullptr;
+  return std::move(tls_default_holder);
 }
 
 void IOLoop::check_owner(const char* what) const {

@@ -44,7 +44,7 @@ TEST_F(RunBlockingTest, RunsOnAnotherThreadAndReturnsOnTheLoopThread) {
   });
 }
 
-TEST_F(RunBlockingTest, PropagatesExceptionsWithTheirType) {
+TEST_F(RunBlockingTest, PropagatesExceptionsFromThePoolThreadWithTheirType) {
   run_in_fiber([&] {
     const auto loop_thread = std::this_thread::get_id();
     try {
@@ -57,7 +57,7 @@ TEST_F(RunBlockingTest, PropagatesExceptionsWithTheirType) {
   });
 }
 
-TEST_F(RunBlockingTest, OtherFibersKeepRunningMeanwhile) {
+TEST_F(RunBlockingTest, OtherFibersKeepRunningWhileAPoolThreadBlocks) {
   run_in_fiber([&] {
     std::atomic<bool> blocking_done{false};
     int ticks = 0;
@@ -74,7 +74,7 @@ TEST_F(RunBlockingTest, OtherFibersKeepRunningMeanwhile) {
   });
 }
 
-TEST(RunBlockingPoolTest, ManyFibersBlockConcurrentlyOnThePool) {
+TEST(RunBlockingPoolTest, ManyFibersBlockConcurrentlyOnPoolThreads) {
   IOLoop::Options options;
   options.blocking_threads = 8;
   IOLoop loop(options);
@@ -140,7 +140,7 @@ TEST_F(RunBlockingTest, OnAPlainThreadRunsInline) {
   EXPECT_EQ(run_blocking([] { return std::this_thread::get_id(); }), std::this_thread::get_id());
 }
 
-TEST(RunBlockingDestructionTest, LoopDestroyedWhileAFiberWaitsInRunBlocking) {
+TEST(RunBlockingDestructionTest, LoopDestroyedWhileAPoolThreadRunsTheFibersJob) {
   std::atomic<bool> job_finished{false};
   Future<int> fiber;
   bool saw_closed = false;

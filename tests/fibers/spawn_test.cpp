@@ -150,7 +150,6 @@ TEST_F(SpawnTest, SpawnFromAThreadPoolThread) {
 TEST_F(SpawnTest, InFiberTellsFibersFromEverythingElse) {
   EXPECT_FALSE(in_fiber());  // the main thread, loop idle
   bool in_callback = true, in_timer = true, in_spawned = false, in_nested = false;
-  ThreadPoolExecutor pool(1);
   run_in_fiber([&] {
     EXPECT_TRUE(in_fiber());  // the run_sync body
     Promise<void> done;
@@ -166,16 +165,34 @@ TEST_F(SpawnTest, InFiberTellsFibersFromEverythingElse) {
       in_spawned = in_fiber();
       wait_for_future(loop_.spawn([&] { in_nested = in_fiber(); }));
     }));
-    EXPECT_FALSE(wait_for_future(pool.submit([] { return in_fiber(); })));
-    bool on_thread = true;
-    std::jthread([&] { on_thread = in_fiber(); }).join();
-    EXPECT_FALSE(on_thread);
   });
   EXPECT_FALSE(in_callback);
   EXPECT_FALSE(in_timer);
   EXPECT_TRUE(in_spawned);
   EXPECT_TRUE(in_nested);
   EXPECT_FALSE(in_fiber());
+}
+
+TEST_F(SpawnTest, InFiberIsFalseOnPoolAndPlainThreadsWhileTheLoopRunsFibers) {
+  ThreadPoolExecutor pool(1);
+  run_in_fiber([&] {
+    EXPECT_FALSE(wait_for_future(pool.submit([] { return in_fiber(); })));
+    bool on_thread = true;
+    std::jthread([&] { on_thread = in_fiber(); }).join();
+    EXPECT_FALSE(on_thread);
+    EXPECT_TRUE(in_fiber());
+  });
+}
+
+TEST_F(SpawnTest, RunSyncOrStartInsideAFiberThrowsLogicErrorInsteadOfNesting) {
+  run_in_fiber([&] {
+    EXPECT_THROW(loop_.run_sync([] { return 1; }), std::logic_error);
+    EXPECT_THROW(loop_.start(), std::logic_error);
+    IOLoop other;  // another loop on this thread cannot run inside this one either
+    EXPECT_THROW(other.run_sync([] {}), std::logic_error);
+    EXPECT_EQ(other.live_fibers(), 0u) << "a refused run_sync left a fiber behind";
+    EXPECT_TRUE(in_fiber());
+  });
 }
 
 // ---- two loops on one thread ---------------------------------------------------
@@ -330,6 +347,68 @@ TEST(IOLoopDestructionTest, UnwindsSuspendedAndUnstartedFibers) {
   EXPECT_EQ(token.use_count(), 1) << "a fiber's function was not destroyed";
   never.set_value(1);  // no waiter of a dead fiber may be left on it
   EXPECT_EQ(never_f.result(), 1);
+}
+
+TEST(IOLoopDestructionTest, FiberSpawnedFromAnotherThreadButNeverStartedEndsWithLoopClosed) {
+  // spawn() from another thread hands the fiber to the loop thread through
+  // add_callback; the loop is destroyed before it ever ran that callback. The fiber
+  // was spawned and never started, like one spawned on the owner thread: its
+  // future must end with LoopClosed (not hang, and not merely BrokenPromise).
+  auto token = std::make_shared<int>(0);
+  Future<int> remote;
+  Future<int> local;
+  {
+    IOLoop loop;
+    local = loop.spawn([token] { return 1; });
+    std::jthread([&] { remote = loop.spawn([token] { return 2; }); }).join();
+    EXPECT_FALSE(remote.done());
+  }
+  ASSERT_TRUE(local.done());
+  EXPECT_THROW(local.result(), LoopClosed);
+  ASSERT_TRUE(remote.done()) << "the future of a fiber spawned from another thread was left pending";
+  try {
+    remote.result();
+    ADD_FAILURE() << "a fiber that never started returned a value";
+  } catch (const LoopClosed&) {
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "ended with " << e.what() << " instead of LoopClosed";
+  }
+  EXPECT_EQ(token.use_count(), 1) << "a fiber's function was not destroyed";
+}
+
+TEST(IOLoopDestructionTest, TenThousandSuspendedFibersAllUnwind) {
+  constexpr int kFibers = 10000;
+  int unwound = 0, closed = 0;
+  Promise<void> never;
+  auto never_f = never.get_future();
+  std::vector<Future<void>> futures;
+  const auto start = Clock::now();
+  {
+    IOLoop::Options options;
+    options.stack_size = 64 * 1024;
+    IOLoop loop(options);
+    for (int i = 0; i < kFibers; ++i)
+      futures.push_back(loop.spawn([&, i] {
+        Counted guard(unwound);
+        try {
+          if (i % 3 == 0) wait_for_future(never_f);
+          else if (i % 3 == 1) sleep_for(1h);
+          else wait_for_future(never_f, 1h);
+        } catch (const LoopClosed&) {
+          ++closed;
+          throw;
+        }
+      }));
+    loop.run_sync([] { sleep_for(1ms); });
+    EXPECT_EQ(loop.live_fibers(), static_cast<std::size_t>(kFibers));
+  }
+  EXPECT_EQ(unwound, kFibers);
+  EXPECT_EQ(closed, kFibers);
+  for (auto& f : futures) {
+    ASSERT_TRUE(f.done());
+    EXPECT_THROW(f.result(), LoopClosed);
+  }
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 20.0);
 }
 
 TEST(IOLoopDestructionTest, DestroyingALoopWithOnlyFinishedFibersIsQuiet) {

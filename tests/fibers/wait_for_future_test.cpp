@@ -8,6 +8,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -283,6 +284,85 @@ TEST_F(WaitForFutureTest, CompletionFromOtherThreadsResumesFibersOnTheLoopThread
   });
 }
 
+TEST_F(WaitForFutureTest, WaitInsideCatchBlocksKeepsEachFibersCurrentException) {
+  // The common retry pattern `catch (...) { sleep_for(backoff); ... throw; }` in two
+  // fibers whose waits end in the other order (not LIFO). The C++ runtime keeps the
+  // "currently caught" exceptions in one per-thread stack; each fiber must see its
+  // own, as if it ran on its own thread.
+  run_in_fiber([&] {
+    Promise<void> resume_a, resume_b;
+    auto fa = resume_a.get_future(), fb = resume_b.get_future();
+    Promise<void> b_caught;
+    auto fiber = [](int code, Future<void> resume, Promise<void>* caught) {
+      try {
+        throw CustomError(code);
+      } catch (const CustomError& e) {
+        if (caught) caught->set_value();
+        wait_for_future(resume);
+        EXPECT_EQ(e.code, code);
+        const std::exception_ptr current = std::current_exception();
+        try {
+          std::rethrow_exception(current);
+        } catch (const CustomError& seen) {
+          EXPECT_EQ(seen.code, code) << "std::current_exception() is another fiber's exception";
+        }
+        throw;  // rethrows the one this handler caught
+      }
+    };
+    auto a = loop_.spawn([&] { fiber(1, fa, nullptr); });
+    auto b = loop_.spawn([&] { fiber(2, fb, &b_caught); });
+    wait_for_future(b_caught.get_future());  // a and b both wait inside their handlers
+    resume_a.set_value();                    // a leaves its handler first, b is still in its
+    try {
+      wait_for_future(a);
+      ADD_FAILURE() << "no exception";
+    } catch (const CustomError& e) {
+      EXPECT_EQ(e.code, 1) << "fiber a rethrew another fiber's exception";
+    }
+    resume_b.set_value();
+    try {
+      wait_for_future(b);
+      ADD_FAILURE() << "no exception";
+    } catch (const CustomError& e) {
+      EXPECT_EQ(e.code, 2) << "fiber b rethrew another fiber's exception";
+    }
+    EXPECT_FALSE(std::current_exception()) << "an exception was left on the thread's caught stack";
+  });
+}
+
+TEST_F(WaitForFutureTest, UncaughtExceptionsCountIsPerFiber) {
+  // A fiber waits in a destructor while its stack unwinds (a guard flushing on
+  // error); meanwhile another fiber, with nothing in flight, must see
+  // std::uncaught_exceptions() == 0 (scope-success guards rely on it).
+  run_in_fiber([&] {
+    Promise<void> resume;
+    auto resume_f = resume.get_future();
+    Promise<void> unwinding;
+    struct WaitsWhileUnwinding {
+      Future<void> resume;
+      Promise<void>* unwinding;
+      ~WaitsWhileUnwinding() {
+        EXPECT_EQ(std::uncaught_exceptions(), 1);
+        unwinding->set_value();
+        wait_for_future(resume);
+        EXPECT_EQ(std::uncaught_exceptions(), 1);
+      }
+    };
+    auto a = loop_.spawn([&] {
+      WaitsWhileUnwinding guard{resume_f, &unwinding};
+      throw CustomError(5);
+    });
+    wait_for_future(unwinding.get_future());
+    int seen_by_other = -1;
+    wait_for_future(loop_.spawn([&] { seen_by_other = std::uncaught_exceptions(); }));
+    EXPECT_EQ(seen_by_other, 0) << "another fiber's unwinding leaked into this fiber";
+    EXPECT_EQ(std::uncaught_exceptions(), 0);
+    resume.set_value();
+    EXPECT_THROW(wait_for_future(a), CustomError);
+    EXPECT_EQ(std::uncaught_exceptions(), 0);
+  });
+}
+
 // ---- (3) on the loop thread outside a fiber ------------------------------------
 
 TEST_F(WaitForFutureTest, InCallbackDuringRunSyncThrowsBlockingCallError) {
@@ -527,6 +607,23 @@ TEST_F(WaitForFutureTest, TimeoutRacingCompletionFromAnotherThreadOnPlainThread)
   std::printf("[          ] plain-thread race: %d in time, %d timed out\n", in_time, timed_out);
 }
 
+TEST_F(WaitForFutureTest, ZeroAndNegativeTimeoutsThrowAtOnceOnAPendingFuture) {
+  run_in_fiber([&] {
+    Promise<int> p;
+    auto f = p.get_future();
+    const auto start = Clock::now();
+    EXPECT_THROW(wait_for_future(f, 0ms), TimeoutError);
+    EXPECT_THROW(wait_for_future(f, -5ms), TimeoutError);
+    EXPECT_THROW(wait_for_future(with_timeout(f, 0ms)), TimeoutError);
+    sleep_for(0ms);
+    sleep_for(-1s);
+    EXPECT_LT(elapsed_ms(start), 500.0);
+    EXPECT_FALSE(f.done());
+    p.set_value(1);
+    EXPECT_EQ(wait_for_future(f, 0ms), 1);  // done: no timeout can apply
+  });
+}
+
 // ---- with_timeout --------------------------------------------------------------
 
 TEST_F(WaitForFutureTest, WithTimeoutCompletesLikeTheFuture) {
@@ -580,6 +677,39 @@ TEST_F(WaitForFutureTest, WithTimeoutFutureCompletedFromAnotherThread) {
     }
     sleep_for(30ms);  // the 50 timers fire after the race was settled: harmless
   });
+}
+
+TEST_F(WaitForFutureTest, WithTimeoutRacingCompletionFromAnotherThread) {
+  // The completing thread and the loop's timer race to settle the result; exactly
+  // one wins, and `f` itself always ends with its own value.
+  constexpr int kRounds = 2000;
+  ThreadPoolExecutor pool(1);
+  int in_time = 0, timed_out = 0;
+  run_in_fiber(
+      [&] {
+        std::mt19937 rng(777);
+        for (int i = 0; i < kRounds; ++i) {
+          auto p = std::make_shared<Promise<int>>();
+          auto f = p->get_future();
+          auto t = with_timeout(f, std::chrono::microseconds(rng() % 200));
+          auto job = pool.submit([p, i, delay = std::chrono::microseconds(rng() % 200)] {
+            spin_for(delay);
+            p->set_value(i);
+          });
+          try {
+            EXPECT_EQ(wait_for_future(t), i);
+            ++in_time;
+          } catch (const TimeoutError&) {
+            ++timed_out;
+          }
+          EXPECT_EQ(wait_for_future(f), i);
+          wait_for_future(job);
+        }
+        sleep_for(1ms);  // timers of races the completion won fire harmlessly
+      },
+      60s);
+  EXPECT_EQ(in_time + timed_out, kRounds);
+  std::printf("[          ] with_timeout race: %d in time, %d timed out\n", in_time, timed_out);
 }
 
 // ---- sleep_for ------------------------------------------------------------------

@@ -25,11 +25,19 @@
 namespace fiberloop {
 
 class ThreadPoolExecutor;
+class IOLoop;
 
 namespace detail {
 class FiberDriver;
 class ThreadWakeup;
 struct LoopInternals;
+
+/// Lets work that may outlive a loop (add_future's callback) reach it only while
+/// it is alive.
+struct LoopAnchor {
+  SpinLock lock;
+  IOLoop* loop;
+};
 
 /// A fiber's body, type-erased so the fibers layer can run it without templates.
 class FiberTask {
@@ -180,6 +188,9 @@ class IOLoop {
   Options options_;
   std::shared_ptr<detail::ThreadWakeup> wakeup_;
   const void* owner_;  // identifies the owning thread
+  std::shared_ptr<detail::LoopAnchor> anchor_;
+  IOLoop* older_alive_ = nullptr;  // this thread's loops, newest first (IOLoop::current)
+  IOLoop* newer_alive_ = nullptr;
   int epoll_fd_ = -1;
   std::atomic<bool> running_{false};
   std::atomic<bool> stop_requested_{false};

@@ -1,6 +1,8 @@
 #pragma once
 // Template bodies for io_loop.hpp.
 
+#include <mutex>
+
 #include <fiberloop/io_loop.hpp>
 
 namespace fiberloop {
@@ -37,8 +39,10 @@ class FiberTaskFor final : public FiberTask {
 
 template <class T>
 void IOLoop::add_future(Future<T> f, std::function<void(Future<T>)> fn) {
-  f.add_done_callback([this, fn = std::move(fn)](const Future<T>& done) {
-    add_callback([fn, done] { fn(done); });
+  // The future may complete after this loop is gone: reach it through the anchor.
+  f.add_done_callback([anchor = anchor_, fn = std::move(fn)](const Future<T>& done) {
+    std::lock_guard lock(anchor->lock);
+    if (anchor->loop) anchor->loop->add_callback([fn, done] { fn(done); });
   });
 }
 

@@ -23,6 +23,9 @@ struct LoopInternals {
   static bool on_owner_thread(const IOLoop& loop) noexcept;
   /// The loop whose start() is running on this thread, or null.
   static IOLoop* running_here() noexcept;
+  /// Hands over ownership of `loop` if it is this thread's default loop (see
+  /// IOLoop::current()), else returns null.
+  static std::unique_ptr<IOLoop> release_default_loop(IOLoop& loop) noexcept;
 };
 
 /// "Type: message" for an exception, with the type's name demangled.
