@@ -12,7 +12,7 @@
 # pinned, compare numbers from the same run (the table does) rather than across runs.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-build_dir=${BUILD_DIR:-$repo/build-bench}
+build_dir=${BUILD_DIR:-$repo/build/bench-core}
 results_dir=$repo/bench/results
 json=$results_dir/core.json
 
