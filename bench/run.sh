@@ -30,7 +30,8 @@ cmake --build "$build_dir" --target fiberloop_fibers_vs_threads > /dev/null
 # Both variants get the same single CPU, so the comparison is core for core.
 pin=()
 if command -v taskset > /dev/null && (($(nproc) > 1)); then pin=(taskset -c 1); fi
-echo "== machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
-     "${pin:+each variant pinned to CPU 1}${pin:-unpinned}"
+placement="unpinned"
+((${#pin[@]})) && placement="each variant pinned to CPU 1"
+echo "== machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $placement"
 ulimit -n 65536 2> /dev/null || true
 "${pin[@]}" "$build_dir/bench/fiberloop_fibers_vs_threads" "$@"
