@@ -12,13 +12,13 @@ jobs=${FIBERLOOP_JOBS:-$(nproc)}
 
 # ---- dependencies ---------------------------------------------------------------
 packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libboost-fiber1.81-dev libboost-context1.81-dev
-          libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev)
+          libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
   echo "== installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" > /dev/null || { echo "apt-get install failed"; exit 1; }
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null || { echo "apt-get install failed"; exit 1; }
 fi
 
 total_pass=0

@@ -1,11 +1,12 @@
 #pragma once
 /// @file
 /// The whole core API of fiberloop: futures, the IOLoop and its fibers, waiting
-/// from synchronous code, and executors.
+/// from synchronous code, executors, and the network adapters.
 
 #include <fiberloop/errors.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/io_loop.hpp>
+#include <fiberloop/net.hpp>
 #include <fiberloop/run_blocking.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>

@@ -1,0 +1,4 @@
+#pragma once
+/// @file
+/// fiberloop's network adapters: TCP streams and servers, HTTP/1.1 server and client,
+/// all of which look blocking inside a fiber and suspend only that fiber.
