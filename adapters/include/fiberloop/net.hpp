@@ -5,3 +5,5 @@
 #include <fiberloop/net/http.hpp>
 #include <fiberloop/net/http_client.hpp>
 #include <fiberloop/net/http_server.hpp>
+#include <fiberloop/net/tcp_server.hpp>
+#include <fiberloop/net/tcp_stream.hpp>
