@@ -42,7 +42,8 @@ class TcpServer {
   void stop(std::chrono::nanoseconds grace = std::chrono::seconds(5));
   Future<void> stop_async(std::chrono::nanoseconds grace = std::chrono::seconds(5));  // callable from a callback
   /// Exceptions escaping the handler are reported through the loop's unhandled-exception report
-  /// (type, message) and the connection is closed; the server goes on.
+  /// (type, message) and the connection is closed; the server goes on. StreamClosed (the peer
+  /// left, or stop() closed the stream) and LoopClosed are the normal end of a connection: not reported.
 
   /// accept() calls made so far, failed ones included (lets tests see the EMFILE back-off).
   std::size_t accept_attempts() const noexcept;
