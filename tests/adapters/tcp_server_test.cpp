@@ -197,6 +197,29 @@ TEST_F(TcpServerTest, HandlerExceptionIsReportedAndTheServerGoesOn) {
   EXPECT_NE(reports[0].find("handler failed"), std::string::npos) << reports[0];
 }
 
+TEST_F(TcpServerTest, DestroyingTheServerClosesLiveConnectionsWithoutWaiting) {
+  bool handler_saw_close = false;
+  run_in_fiber([&] {
+    TcpStream c;
+    {
+      TcpServer server(
+          [&](TcpStream& s) {
+            try {
+              s.read_exactly(1, 30s);
+            } catch (const StreamClosed&) {
+              handler_saw_close = true;
+            }
+          },
+          {}, loop_);
+      c = TcpStream::connect("127.0.0.1", server.listen(0), 5s);
+      while (server.connections() == 0) sleep_for(1ms);
+    }
+    EXPECT_THROW(c.read_exactly(1, 5s), StreamClosed);
+    while (loop_.live_fibers() > 1) sleep_for(1ms);  // the handler's fiber ends on its own
+    EXPECT_TRUE(handler_saw_close);
+  });
+}
+
 TEST_F(TcpServerTest, ListenOnAPortInUseThrows) {
   TcpServer a(echo_lines, {}, loop_);
   const std::uint16_t port = a.listen(0);

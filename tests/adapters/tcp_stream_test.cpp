@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include <fiberloop/fiberloop.hpp>
@@ -276,6 +277,28 @@ TEST_F(TcpStreamTest, WriteToAClosedPeerThrowsStreamClosed) {
           }
         },
         StreamClosed);
+  });
+}
+
+TEST_F(TcpStreamTest, WorksOnAThreadWithoutALoopByBlockingIt) {
+  RawListener listener;
+  int accepted = -1;
+  run_in_fiber([&] {
+    TcpStream client = TcpStream::connect("127.0.0.1", listener.port, 5s);
+    accepted = listener.accept();
+    client.write_all("from the loop\n");
+    std::string got;
+    std::thread plain([&] {
+      TcpStream server(accepted, loop_);  // never touches the loop off its thread: waits in poll()
+      got = server.read_until("\n", 100, 5s);
+      try {
+        server.read_exactly(1, 30ms);
+      } catch (const TimeoutError&) {
+        got += "timeout";
+      }
+    });
+    plain.join();  // blocks the loop briefly; fine in a test
+    EXPECT_EQ(got, "from the loop\ntimeout");
   });
 }
 

@@ -39,6 +39,7 @@ class TcpServer {
   /// Stops accepting; in-flight handlers get `grace` to finish; then their streams are closed
   /// (their waits throw StreamClosed); returns when every connection fiber has ended.
   /// Waits like wait_for_future (in a fiber: suspends; loop thread outside a fiber: BlockingCallError).
+  /// From inside one of this server's handlers use stop_async(): stop() would wait for its own fiber.
   void stop(std::chrono::nanoseconds grace = std::chrono::seconds(5));
   Future<void> stop_async(std::chrono::nanoseconds grace = std::chrono::seconds(5));  // callable from a callback
   /// Exceptions escaping the handler are reported through the loop's unhandled-exception report
