@@ -108,7 +108,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     for (auto& connection : connections)
       if (connection.idle) connection.stream->close();
   }
-  HttpResponse run_handler(const HttpRequest& request, std::string& out, bool close);
+  /// Runs the handler and serialises the response head into `out`; `close` comes in
+  /// as "the request asked to close" and goes out as "close after this response".
+  HttpResponse run_handler(const HttpRequest& request, std::string& out, bool& close);
   void reject(TcpStream& stream, std::string& out, int status);
   static void close_gracefully(TcpStream& stream) noexcept;
 
@@ -203,13 +205,8 @@ void HttpServer::Impl::serve(TcpStream& stream) {
 
     split_target(request);
     request.remote_address = remote;
-    bool close = !keep_alive || stopping;
+    bool close = !keep_alive;
     const HttpResponse response = run_handler(request, out, close);
-    if (const std::string* connection_header = response.headers.find("connection");
-        connection_header && has_token(*connection_header, "close") && !close) {
-      close = true;
-      serialize_head(out, response, close, request.version, options.server_header);
-    }
     const bool send_body = request.method != "HEAD" && !has_no_body(response.status);
     if (send_body && response.body.size() < copy_body_below) out.append(response.body);
     try {
@@ -227,9 +224,12 @@ void HttpServer::Impl::serve(TcpStream& stream) {
   }
 }
 
-HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::string& out, bool close) {
+HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::string& out, bool& close) {
   try {
     HttpResponse response = handler(request);
+    // Decided after the handler: stop() may have begun while it ran.
+    const std::string* connection_header = response.headers.find("connection");
+    close = close || stopping || (connection_header && has_token(*connection_header, "close"));
     serialize_head(out, response, close, request.version, options.server_header);
     return response;
   } catch (const boost::context::detail::forced_unwind&) {
@@ -241,6 +241,7 @@ HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::stri
     LoopInternals::report(loop, std::current_exception(), where.c_str());
   }
   // The body names no detail of the failure: that went to the report.
+  close = close || stopping;
   HttpResponse failure;
   failure.status = 500;
   failure.headers.add("Content-Type", "text/plain");

@@ -32,6 +32,43 @@ TEST_F(HttpClientTest, RequestTimeoutThrowsTimeoutError) {
   });
 }
 
+TEST_F(HttpClientTest, ConnectTimeoutThrowsTimeoutError) {
+  run_in_fiber([] {
+    // A listener that never accepts, with its backlog full: the kernel drops further
+    // SYNs, so connecting hangs until our timeout.
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    socklen_t length = sizeof address;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+    ASSERT_EQ(::listen(listener, 0), 0);
+    const std::uint16_t port = ntohs(address.sin_port);
+    std::vector<TcpStream> fillers;
+    bool full = false;
+    for (int i = 0; i < 16 && !full; ++i) {
+      try {
+        fillers.push_back(TcpStream::connect("127.0.0.1", port, std::chrono::milliseconds(100)));
+      } catch (const TimeoutError&) {
+        full = true;
+      }
+    }
+    if (!full) {
+      ::close(listener);
+      GTEST_SKIP() << "this kernel accepts connections past a full backlog";
+    }
+    HttpClient client;
+    FetchOptions options;
+    options.connect_timeout = std::chrono::milliseconds(150);
+    options.request_timeout = std::chrono::seconds(5);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_THROW(wait_for_future(client.fetch(url_of(port), options)), TimeoutError);
+    EXPECT_LT(elapsed_ms(start), 1000);
+    ::close(listener);
+  });
+}
+
 TEST_F(HttpClientTest, ConnectionRefusedIsASystemError) {
   run_in_fiber([] {
     HttpClient client;

@@ -288,5 +288,30 @@ TEST_F(HttpServerTest, StopClosesIdleKeptAliveConnectionsAtOnce) {
   });
 }
 
+TEST_F(HttpServerTest, StopLetsARequestInProgressFinishWithConnectionClose) {
+  run_in_fiber([&] {
+    Promise<void> entered;
+    HttpServer server([&](const HttpRequest&) {
+      entered.set_value();
+      sleep_for(std::chrono::milliseconds(50));  // still running when stop() begins
+      return text_response("finished");
+    });
+    TcpStream stream = TcpStream::connect("127.0.0.1", server.listen(0));
+    stream.write_all("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    wait_for_future(entered.get_future(), std::chrono::seconds(5));
+    Promise<void> stopped;
+    loop_.add_callback([&] {  // stop_async works from a plain loop callback
+      server.stop_async(std::chrono::seconds(5)).add_done_callback([&](const Future<void>&) { stopped.set_value(); });
+    });
+    detail::WireBuffer buffer;
+    const HttpResponse response = read_response(stream, buffer);
+    EXPECT_EQ(response.body, "finished");
+    EXPECT_EQ(response.headers.get("connection"), "close");
+    EXPECT_EQ(read_to_eof(stream), "");
+    stream.close();
+    wait_for_future(stopped.get_future(), std::chrono::seconds(5));
+  });
+}
+
 }  // namespace
 }  // namespace fiberloop::testing
