@@ -120,7 +120,7 @@ bool looks_alive(int fd) noexcept {
 
 }  // namespace
 
-struct HttpClient::Impl {
+struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   struct Connection {
     TcpStream stream;
     WireBuffer buffer;
@@ -134,10 +134,15 @@ struct HttpClient::Impl {
                         const FetchOptions& fetch_options, http_clock::time_point deadline);
   std::unique_ptr<Connection> take_idle(const std::string& key, bool check_alive);
   void give_back(const std::string& key, std::unique_ptr<Connection> connection);
+  /// Closes pooled connections idle longer than idle_timeout; runs on a timer while
+  /// the pool is not empty, so idle sockets do not linger until the next fetch.
+  void sweep();
 
   Options options;
   IOLoop& loop;
   bool closed = false;
+  bool sweep_scheduled = false;
+  TimeoutHandle sweep_timer;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle;
 };
 
@@ -260,6 +265,29 @@ void HttpClient::Impl::give_back(const std::string& key, std::unique_ptr<Connect
   if (pool.size() >= options.max_idle_per_host) pool.erase(pool.begin());  // the oldest
   connection->idle_since = http_clock::now();
   pool.push_back(std::move(connection));
+  if (!sweep_scheduled) {
+    sweep_scheduled = true;
+    sweep_timer = loop.call_later(options.idle_timeout, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->sweep();
+    });
+  }
+}
+
+void HttpClient::Impl::sweep() {
+  sweep_scheduled = false;
+  const auto now = http_clock::now();
+  auto oldest = now;
+  for (auto it = idle.begin(); it != idle.end();) {
+    auto& pool = it->second;
+    std::erase_if(pool, [&](const auto& c) { return now - c->idle_since >= options.idle_timeout; });
+    for (const auto& c : pool) oldest = std::min(oldest, c->idle_since);
+    it = pool.empty() ? idle.erase(it) : std::next(it);
+  }
+  if (idle.empty() || closed) return;
+  sweep_scheduled = true;
+  sweep_timer = loop.call_at(oldest + options.idle_timeout, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->sweep();
+  });
 }
 
 HttpClient::HttpClient(Options options, IOLoop& loop) : impl_(std::make_shared<Impl>(options, loop)) {}
@@ -267,6 +295,7 @@ HttpClient::HttpClient(Options options, IOLoop& loop) : impl_(std::make_shared<I
 HttpClient::~HttpClient() {
   impl_->closed = true;
   impl_->idle.clear();
+  if (impl_->sweep_scheduled) impl_->loop.remove_timeout(impl_->sweep_timer);
 }
 
 Future<HttpResponse> HttpClient::fetch(const std::string& url, FetchOptions options) {

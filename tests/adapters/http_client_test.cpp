@@ -159,6 +159,30 @@ TEST_F(HttpClientTest, StalePooledConnectionIsRetriedOnceForGet) {
   });
 }
 
+TEST_F(HttpClientTest, IdlePooledConnectionsAreClosedAfterIdleTimeout) {
+  run_in_fiber([] {
+    Promise<void> client_closed;
+    TcpServer server([&](TcpStream& stream) {
+      stream.read_until("\r\n\r\n", 8192, std::chrono::seconds(5));
+      stream.write_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      try {
+        stream.read_until("\r\n\r\n", 8192, std::chrono::seconds(5));
+      } catch (const StreamClosed&) {
+        client_closed.set_value();  // the client's idle sweep closed it
+      }
+    });
+    const auto port = server.listen(0);
+    HttpClientOptions options;
+    options.idle_timeout = std::chrono::milliseconds(50);
+    HttpClient client(options);
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(wait_for_future(client.fetch(url_of(port))).body, "ok");
+    wait_for_future(client_closed.get_future(), std::chrono::seconds(3));
+    EXPECT_GE(elapsed_ms(start), 45);
+    server.stop();
+  });
+}
+
 TEST_F(HttpClientTest, ReusesConnectionsPerHost) {
   run_in_fiber([] {
     std::set<std::string> peers;

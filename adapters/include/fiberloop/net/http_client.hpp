@@ -31,7 +31,7 @@ struct FetchOptions {
 /// HttpClient's pool settings.
 struct HttpClientOptions {
   std::size_t max_idle_per_host = 16;  ///< idle kept-alive connections per host:port
-  std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);  ///< older idle ones are dropped
+  std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);  ///< idle this long: closed
 };
 
 class HttpClient {
