@@ -313,5 +313,40 @@ TEST_F(HttpServerTest, StopLetsARequestInProgressFinishWithConnectionClose) {
   });
 }
 
+TEST_F(HttpServerTest, DestroyedWithoutStopWhileConnectionsLiveIsSafe) {
+  run_in_fiber([&] {
+    Promise<void> entered;
+    Promise<void> release;
+    Future<void> released = release.get_future();
+    TcpStream busy;
+    TcpStream idle;
+    {
+      HttpServer server([&](const HttpRequest& request) {
+        if (request.path == "/busy") {
+          entered.set_value();
+          wait_for_future(released, std::chrono::seconds(5));
+        }
+        return text_response("ok");
+      });
+      const auto port = server.listen(0);
+      idle = TcpStream::connect("127.0.0.1", port);
+      idle.write_all("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+      detail::WireBuffer buffer;
+      EXPECT_EQ(read_response(idle, buffer).body, "ok");
+      busy = TcpStream::connect("127.0.0.1", port);
+      busy.write_all("GET /busy HTTP/1.1\r\nHost: x\r\n\r\n");
+      wait_for_future(entered.get_future(), std::chrono::seconds(5));
+    }  // ~HttpServer: the handler is still waiting
+    release.set_value();
+    EXPECT_EQ(read_to_eof(idle), "");
+    read_to_eof(busy);  // the response or nothing, then the close
+    busy.close();
+    idle.close();
+    // The connection fibers end on their own (no event to wait on): poll, bounded.
+    for (int i = 0; i < 2000 && loop_.live_fibers() > 1; ++i) sleep_for(std::chrono::milliseconds(1));
+    EXPECT_EQ(loop_.live_fibers(), 1u) << "connection fibers outlived the closed sockets";
+  });
+}
+
 }  // namespace
 }  // namespace fiberloop::testing
