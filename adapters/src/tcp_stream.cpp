@@ -114,24 +114,7 @@ struct TcpStream::Impl {
   /// drops the rest, since a level-triggered fd nobody reads would wake the loop forever.
   void on_ready(Events ev) {
     const bool error = any(ev & Events::error);
-    Events keep = Events::none;
-    if (any(ev & Events::read) || error) {
-      if (read_waiter) {
-        std::exchange(read_waiter, nullptr)->set_value();
-        keep |= Events::read;
-      }
-    } else {
-      keep |= interest & Events::read;
-    }
-    if (any(ev & Events::write) || error) {
-      if (write_waiter) {
-        std::exchange(write_waiter, nullptr)->set_value();
-        keep |= Events::write;
-      }
-    } else {
-      keep |= interest & Events::write;
-    }
-    if (keep == interest) return;
+    const Events keep = wake(read_waiter, Events::read, ev, error) | wake(write_waiter, Events::write, ev, error);
     if (error && keep == Events::none) {
       // ERR/HUP are reported whatever the interest: only removing the handler quiets them.
       loop->remove_handler(fd);
@@ -139,8 +122,17 @@ struct TcpStream::Impl {
       interest = Events::none;
       return;
     }
+    if (keep == interest) return;
     loop->update_handler(fd, keep);
     interest = keep;
+  }
+
+  /// on_ready() for one direction: the interest to keep in it.
+  Events wake(Promise<void>*& waiter, Events dir, Events ev, bool error) {
+    if (!any(ev & dir) && !error) return interest & dir;  // not reported: unchanged
+    if (!waiter) return Events::none;                      // reported, nobody waits: drop
+    std::exchange(waiter, nullptr)->set_value();
+    return dir;
   }
 
   /// Suspends the calling fiber until `fd` is ready for `dir` or close() runs.

@@ -280,7 +280,7 @@ TEST_F(TcpStreamTest, WriteToAClosedPeerThrowsStreamClosed) {
   });
 }
 
-TEST_F(TcpStreamTest, WorksOnAThreadWithoutALoopByBlockingIt) {
+TEST_F(TcpStreamTest, WorksOffTheLoopByBlockingTheCaller) {
   RawListener listener;
   int accepted = -1;
   run_in_fiber([&] {
