@@ -6,6 +6,26 @@
 
 namespace fiberloop::detail {
 
+FutureStateBase::~FutureStateBase() {
+  if (unobserved_origin_ && error_ && !observed_.load(std::memory_order_relaxed))
+    report_unhandled(error_, unobserved_origin_->c_str());
+}
+
+void watch_unobserved(FutureStateBase& state, const std::exception_ptr& error, const std::string& fiber_name) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const LoopClosed&) {
+    return;
+  } catch (...) {
+  }
+  try {
+    state.unobserved_origin_ = std::make_unique<std::string>(
+        (fiber_name.empty() ? std::string("a fiber") : "fiber \"" + fiber_name + "\"") +
+        " (its future failed and was dropped without anyone retrieving the error)");
+  } catch (...) {  // out of memory: the error goes unreported, as it would have before
+  }
+}
+
 bool FutureStateBase::link_waiter(Waiter& w) noexcept {
   std::lock_guard lock(lock_);
   if (phase_.load(std::memory_order_relaxed) == kDone) return false;
