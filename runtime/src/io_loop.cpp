@@ -53,9 +53,10 @@ void default_unhandled_handler(std::exception_ptr error, const std::string& wher
 
 }  // namespace
 
-// Each piece of registered work keeps the stack contexts captured with it.
-struct IOLoop::QueuedCallback {
-  std::function<void()> fn;
+// Each piece of registered work keeps the stack contexts captured with it. Queued
+// callbacks keep them aside, for the ones that have any.
+struct IOLoop::ChainedCallback {
+  std::size_t index;  // in pending_callbacks_ / running_callbacks_
   detail::ChainRef chain;
 };
 
@@ -129,10 +130,12 @@ void IOLoop::drop_pending_work() noexcept {
   // Destroying a callback can destroy a Promise, whose waiters may queue more
   // callbacks; repeat until nothing is left.
   for (int round = 0; round < 100; ++round) {
-    std::vector<QueuedCallback> callbacks;
+    std::vector<std::function<void()>> callbacks;
+    std::vector<ChainedCallback> chains;
     {
       std::lock_guard lock(callbacks_lock_);
       callbacks.swap(pending_callbacks_);
+      chains.swap(pending_chains_);
       has_callbacks_.store(false, std::memory_order_relaxed);
     }
     std::vector<TimerSlot> timers;
@@ -219,7 +222,8 @@ void IOLoop::add_callback(std::function<void()> fn) {
   detail::ChainRef chain = detail::ChainRef::capture_for([this] { return owner_ == &tls_thread_marker; });
   {
     std::lock_guard lock(callbacks_lock_);
-    pending_callbacks_.push_back({std::move(fn), std::move(chain)});
+    if (chain) pending_chains_.push_back({pending_callbacks_.size(), std::move(chain)});
+    pending_callbacks_.push_back(std::move(fn));
     has_callbacks_.store(true, std::memory_order_seq_cst);
   }
   wakeup_->wake();
@@ -230,12 +234,21 @@ void IOLoop::run_callbacks() {
   {
     std::lock_guard lock(callbacks_lock_);
     running_callbacks_.swap(pending_callbacks_);
+    running_chains_.swap(pending_chains_);
     has_callbacks_.store(false, std::memory_order_relaxed);
   }
   // Only the callbacks queued before this phase run now; ones they add wait for the
   // next iteration, after I/O has been polled.
-  for (auto& callback : running_callbacks_) detail::run_in_chain(std::move(callback.chain), callback.fn, "a callback");
+  std::size_t chained = 0;
+  for (std::size_t i = 0; i < running_callbacks_.size(); ++i) {
+    if (chained < running_chains_.size() && running_chains_[chained].index == i) {
+      detail::run_in_chain(std::move(running_chains_[chained++].chain), running_callbacks_[i], "a callback");
+    } else {
+      detail::run_without_chain(running_callbacks_[i], "a callback");
+    }
+  }
   running_callbacks_.clear();
+  running_chains_.clear();
 }
 
 // ---- timeouts ----------------------------------------------------------------

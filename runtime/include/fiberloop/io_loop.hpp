@@ -185,7 +185,7 @@ class IOLoop {
 
  private:
   friend struct detail::LoopInternals;
-  struct QueuedCallback;
+  struct ChainedCallback;
   struct TimerSlot;
   struct TimerEntry;
   struct HandlerSlot;
@@ -219,8 +219,12 @@ class IOLoop {
 
   // Callbacks: one FIFO shared by all threads.
   detail::SpinLock callbacks_lock_;
-  std::vector<QueuedCallback> pending_callbacks_;
-  std::vector<QueuedCallback> running_callbacks_;
+  std::vector<std::function<void()>> pending_callbacks_;
+  std::vector<std::function<void()>> running_callbacks_;
+  // The stack contexts of the callbacks registered under some, by index: a callback
+  // registered with none costs no extra space (see add_callback).
+  std::vector<ChainedCallback> pending_chains_;
+  std::vector<ChainedCallback> running_chains_;
   std::atomic<bool> has_callbacks_{false};
 
   // Timeouts: a min-heap of (deadline, id) over slots that own the callbacks.

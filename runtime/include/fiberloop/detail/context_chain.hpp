@@ -207,6 +207,20 @@ void run_in_chain(ChainRef chain, F& fn, const char* where) noexcept {
   }
 }
 
+/// Runs `fn()` captured with no context, where none is active (the loop's own
+/// phases); routes what escapes it and drops any context it left active.
+template <class F>
+void run_without_chain(F& fn, const char* where) noexcept {
+  try {
+    fn();
+  } catch (...) {
+    route_exception(nullptr, std::current_exception(), where);
+  }
+  if (tls_active_chain) [[unlikely]] {
+    std::exchange(tls_active_chain, nullptr)->release();
+  }
+}
+
 /// wrap()'s callable.
 template <class F>
 class Wrapped {

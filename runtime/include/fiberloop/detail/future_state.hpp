@@ -4,8 +4,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -56,7 +56,9 @@ class FutureStateBase {
   FutureStateBase(const FutureStateBase&) = delete;
   FutureStateBase& operator=(const FutureStateBase&) = delete;
   /// Reports an error nobody retrieved, if watch_unobserved() asked for it.
-  virtual ~FutureStateBase();
+  virtual ~FutureStateBase() {
+    if (flags_.load(std::memory_order_relaxed) & kWatched) report_if_unobserved();
+  }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -67,7 +69,7 @@ class FutureStateBase {
   /// Valid once done().
   const std::exception_ptr& error() const noexcept { return error_; }
   /// Someone has seen the error (Future::result() rethrew it, exception() returned it).
-  void mark_observed() noexcept { observed_.store(true, std::memory_order_relaxed); }
+  void mark_observed() noexcept { flags_.fetch_or(kObserved, std::memory_order_relaxed); }
 
   /// Links `w` unless the state is already done; returns false (w unlinked) if done.
   bool link_waiter(Waiter& w) noexcept;
@@ -93,12 +95,16 @@ class FutureStateBase {
  private:
   friend void watch_unobserved(FutureStateBase& state, const std::exception_ptr& error,
                                const std::string& fiber_name) noexcept;
+  void report_if_unobserved() noexcept;
+
   static constexpr int kEmpty = 0, kClaimed = 1, kDone = 2;
+  static constexpr std::uint8_t kObserved = 1, kWatched = 2;
   std::atomic<int> refs_{1};
   std::atomic<int> phase_{kEmpty};
-  std::atomic<bool> observed_{false};
-  std::unique_ptr<std::string> unobserved_origin_;  // where an unretrieved error came from
   SpinLock lock_;
+  // In the padding after lock_: a future costs no more memory for it. Where a watched
+  // error came from is kept aside (it is rare: a fiber failed).
+  std::atomic<std::uint8_t> flags_{0};
   std::exception_ptr error_;
   Waiter* head_ = nullptr;
   Waiter* tail_ = nullptr;
