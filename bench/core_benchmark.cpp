@@ -269,6 +269,44 @@ void BM_Fiberloop_AddCallbackInContexts(benchmark::State& state) { add_callback_
 BENCHMARK(BM_Fiberloop_AddCallback)->Arg(1000);
 BENCHMARK(BM_Fiberloop_AddCallbackInContexts)->Arg(1000);
 
+// (d') what a context costs by itself (no loop involved): setting a ContextLocal value
+// and reading it back (a node allocated, pushed and popped), making and ending an
+// ExceptionStackContext, and calling a wrap()ped function (entering the chain it
+// captured: two reference counts and two thread-local stores).
+void BM_StackContext_LocalSetGet(benchmark::State& state) {
+  std::int64_t sum = 0;
+  for (auto _ : state) {
+    auto scope = request_id.set(static_cast<int>(sum & 1));
+    sum += *request_id.get() + 1;
+  }
+  benchmark::DoNotOptimize(sum);
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_StackContext_LocalSetGet);
+
+void BM_StackContext_ExceptionContext(benchmark::State& state) {
+  for (auto _ : state) {
+    fiberloop::ExceptionStackContext context([](std::exception_ptr) { return true; });
+    benchmark::ClobberMemory();
+  }
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_StackContext_ExceptionContext);
+
+void BM_StackContext_WrappedCall(benchmark::State& state) {
+  std::int64_t sum = 0;
+  std::optional<std::function<void()>> wrapped;
+  {
+    ThreeContexts contexts;
+    wrapped.emplace(fiberloop::wrap([&sum] { sum += *request_id.get(); }));
+  }
+  for (auto _ : state) (*wrapped)();
+  benchmark::DoNotOptimize(sum);
+  if (sum != 7 * state.iterations()) state.SkipWithError("wrong results");
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_StackContext_WrappedCall);
+
 // (e) call_later + remove_timeout, per pair, with `range(0)` other timers pending.
 void BM_Fiberloop_TimerAddRemove(benchmark::State& state) {
   const auto background = static_cast<int>(state.range(0));

@@ -414,8 +414,13 @@ void LoopFibers::close() noexcept {
       for (FiberRecord* r = live_head_; r; r = r->next_live)
         if (r->wait) r->wait->wake();
       const auto now = std::chrono::steady_clock::now();
+      // Read before has_work(): a remote wake that got in before our wakes above has
+      // either queued its fiber (and flagged it, seen by has_work) by the time it no
+      // longer counts as in flight, or is still counted. Read after, it could finish
+      // between the two reads unseen.
+      const bool wake_in_flight = scheduler_.remote_wakes_in_flight();
       if (!has_work(now)) {
-        if (live_count_ == 0 || !scheduler_.remote_wakes_in_flight()) break;
+        if (live_count_ == 0 || !wake_in_flight) break;
         std::this_thread::yield();  // another thread is mid-wake: its fiber is coming
         continue;
       }

@@ -49,6 +49,27 @@ void report_past_handlers(const ContextNode* chain, std::exception_ptr error, co
   }
 }
 
+void route_from(ContextNode* chain, ContextNode* node, std::exception_ptr error, const char* where) noexcept;
+
+/// The rest of a routing, handed to a handler's loop. If the loop drops it unrun (it
+/// is being destroyed), the error is reported rather than lost.
+class RoutingHandover {
+ public:
+  RoutingHandover(ContextNode* chain, ContextNode* node, std::exception_ptr error, const char* where) noexcept
+      : whole_(ChainRef::adopt(chain)), from_(ChainRef::adopt(node)), error_(std::move(error)), where_(where) {}
+  RoutingHandover(const RoutingHandover&) = delete;
+  RoutingHandover& operator=(const RoutingHandover&) = delete;
+  ~RoutingHandover() {
+    if (error_) report_past_handlers(whole_.get(), std::move(error_), where_);
+  }
+  void run() noexcept { route_from(whole_.get(), from_.get(), std::exchange(error_, nullptr), where_); }
+
+ private:
+  ChainRef whole_, from_;
+  std::exception_ptr error_;
+  const char* where_;
+};
+
 /// route_exception, from handler `node` outward. `chain` is the whole chain the
 /// work ran under (for the report); `where` a string literal.
 void route_from(ContextNode* chain, ContextNode* node, std::exception_ptr error, const char* where) noexcept {
@@ -62,16 +83,24 @@ void route_from(ContextNode* chain, ContextNode* node, std::exception_ptr error,
       if (!LoopInternals::on_owner_thread(*loop)) {
         // Handlers run on the thread of the loop they were made on, like every other
         // piece of that request's code; the loop stays alive while we hold its anchor.
+        std::shared_ptr<RoutingHandover> rest;
         try {
-          chain->share();
+          chain->share();  // already shared: this chain reached another thread
           chain->add_ref();
           node->add_ref();
-          loop->add_callback([whole = ChainRef::adopt(chain), from = ChainRef::adopt(node), error, where] {
-            route_from(whole.get(), from.get(), error, where);
-          });
+          rest = std::make_shared<RoutingHandover>(chain, node, error, where);
+        } catch (...) {
+          chain->release();
+          node->release();
+          continue;  // out of memory: treat the handler as gone
+        }
+        try {
+          loop->add_callback([rest] { rest->run(); });
           return;
         } catch (...) {
-          continue;  // could not queue it: treat the handler as gone
+          lock.unlock();
+          rest.reset();  // reports the error
+          return;
         }
       }
     }

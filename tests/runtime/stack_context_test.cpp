@@ -181,6 +181,35 @@ TEST(ExceptionStackContextTest, UncaughtErrorIsReportedAndTheLoopGoesOn) {
   EXPECT_EQ(entries[0].second, "a timeout callback");
 }
 
+TEST(NullContextTest, WorkRegisteredUnderItBelongsToNoContext) {
+  IOLoop loop;
+  Reports reports(loop);
+  ContextLocal<int> value;
+  std::vector<std::string> log;
+  {
+    auto scope = value.set(1);
+    ExceptionStackContext context([&](std::exception_ptr error) {
+      log.push_back("handled " + what_of(error));
+      return true;
+    });
+    {
+      NullContext none;
+      EXPECT_EQ(value.get(), nullptr);
+      loop.add_callback([&] {
+        log.push_back(value.get() ? "value set" : "value unset");
+        throw std::runtime_error("housekeeping");
+      });
+    }
+    EXPECT_EQ(*value.get(), 1);
+    loop.add_callback([] { throw std::runtime_error("request"); });
+  }
+  run_queued(loop);
+  EXPECT_EQ(log, (std::vector<std::string>{"value unset", "handled request"}));
+  const auto entries = reports.entries();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].first, "housekeeping");
+}
+
 // ---- registration points ----------------------------------------------------------
 
 TEST_F(StackContextTest, EveryLoopRegistrationPointCapturesAndReentersTheChain) {

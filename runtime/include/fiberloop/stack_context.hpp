@@ -63,6 +63,19 @@ class ExceptionStackContext {
   detail::ContextNode* node_;
 };
 
+/// Makes no stack context active until destroyed (Tornado's NullContext). For work
+/// that belongs to no request — a connection pool's housekeeping timer, a server's
+/// accept handler — which would otherwise keep the contexts of whichever request
+/// happened to start it, and send its errors to that request's handler.
+/// RAII, with the same ordering rules as ExceptionStackContext. **Thread:** any.
+class NullContext {
+ public:
+  NullContext() noexcept : scope_(nullptr) {}
+
+ private:
+  detail::ChainScope scope_;
+};
+
 /// A value that follows the work it was set for, like Python's contextvars: each
 /// fiber, and each callback run later, sees the value set where it was spawned or
 /// registered. Two fibers never see each other's values. **Thread:** any.
