@@ -222,8 +222,15 @@ void IOLoop::add_callback(std::function<void()> fn) {
   detail::ChainRef chain = detail::ChainRef::capture_for([this] { return owner_ == &tls_thread_marker; });
   {
     std::lock_guard lock(callbacks_lock_);
-    if (chain) pending_chains_.push_back({pending_callbacks_.size(), std::move(chain)});
     pending_callbacks_.push_back(std::move(fn));
+    if (chain) {
+      try {
+        pending_chains_.push_back({pending_callbacks_.size() - 1, std::move(chain)});
+      } catch (...) {
+        pending_callbacks_.pop_back();  // no callback without its contexts
+        throw;
+      }
+    }
     has_callbacks_.store(true, std::memory_order_seq_cst);
   }
   wakeup_->wake();

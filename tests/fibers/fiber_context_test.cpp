@@ -16,15 +16,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string what_of(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "non-std exception";
-  }
-}
+using testing::what_of;
 
 class FiberContextTest : public testing::LoopTest {
  protected:

@@ -21,15 +21,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string what_of(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "non-std exception";
-  }
-}
+using testing::what_of;
 
 /// Records what reaches the loop's unhandled-exception report.
 class Reports {
