@@ -44,8 +44,10 @@ class [[nodiscard]] ContextScope {
 /// error. Returning false, or throwing, passes the error (or what the handler threw)
 /// to the next outer ExceptionStackContext, and past the last to the loop's
 /// unhandled-exception report. The handler runs under the contexts that were active
-/// outside this one, and, if this object was made on a loop's thread, on that
-/// loop's thread (while the loop lives; once it is gone the error passes outward).
+/// outside this one, and, if this object was made while a loop runs on this thread
+/// (in a fiber or callback of it, which is where requests make them), on that loop's
+/// thread (while the loop lives; once it is gone the error passes outward). One made
+/// elsewhere — before start(), on a plain thread — runs its handler where the error arises.
 ///
 /// An exception escaping a fiber fails the fiber's future instead, and an executor
 /// job's exception fails the job's future: both have someone to receive them.
