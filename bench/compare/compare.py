@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The legacy-example comparison: thread per connection, thread pool and fiberloop.
 
-Starts the slow backend, then every (variant, concurrency) point in turn: a fresh
+For every (variant, concurrency) point in turn: a fresh slow backend and a fresh
 server (so its peak RSS is the point's own), wrk against it, the server's numbers
 from /proc, then TERM (KILL after a deadline). Writes compare.csv, per-variant plot
 data and PNG plots (gnuplot) into the output directory, prints a table and the
@@ -340,6 +340,9 @@ def run_point(setup, variant, conc, progress):
     finally:
         if not stop(server, args.stop_deadline):
             log(f"\n   note: {variant} c={conc} did not exit within {args.stop_deadline:g} s of SIGTERM: killed")
+        # A fresh backend per point too: nothing left over from the previous server's connections.
+        stop(setup.backend, args.stop_deadline)
+        setup.backend = None
 
 
 def stderr_note(err_path):
