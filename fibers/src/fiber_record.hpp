@@ -62,6 +62,10 @@ class FiberRecord final : public boost::fibers::fiber_properties {
   ExceptionState exceptions;  // saved while the fiber is switched out
   FiberRecord* prev_live = nullptr;  // the loop's list of unfinished fibers
   FiberRecord* next_live = nullptr;
+#if defined(__SANITIZE_ADDRESS__)
+  const void* stack_bottom = nullptr;  // announced to AddressSanitizer on every switch
+  std::size_t stack_size = 0;
+#endif
 #if defined(__SANITIZE_THREAD__)
   ~FiberRecord() override;
   void* tsan_fiber = nullptr;  // ThreadSanitizer's handle for this fiber's stack

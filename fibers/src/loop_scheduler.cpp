@@ -16,6 +16,9 @@
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include "stack_pool.hpp"
 
@@ -77,6 +80,13 @@ LoopScheduler::~LoopScheduler() {
   if (tsan_main_ && __tsan_get_current_fiber() != tsan_main_) __tsan_switch_to_fiber(tsan_main_, 0);
   if (tsan_dispatcher_) __tsan_destroy_fiber(tsan_dispatcher_);
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+  // Likewise for AddressSanitizer, which clears the thread's stack by these bounds.
+  if (asan_main_bottom_) {
+    __sanitizer_start_switch_fiber(nullptr, asan_main_bottom_, asan_main_size_);
+    __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+  }
+#endif
 }
 
 void LoopScheduler::awakened(context* ctx) noexcept {
@@ -130,12 +140,18 @@ namespace {
 thread_local void* tls_tsan_fiber_to_destroy = nullptr;
 }  // namespace
 
-FiberRecord::~FiberRecord() {
+// ~FiberRecord runs between the sanitizer's fiber switches and stays uninstrumented:
+// an instrumented destructor would push its frame on one fiber's shadow stack and pop
+// it from another's, and the sanitizer's shadow stacks would drift until they corrupt
+// its own state.
+__attribute__((no_sanitize("thread"))) FiberRecord::~FiberRecord() {
   // Boost deletes the record while releasing the finished fiber, then jumps back onto
-  // that fiber's stack to run its last epilogue: let the sanitizer attribute that to
-  // the fiber itself, and forget the fiber at the next switch.
+  // that fiber's stack to run the epilogue of its entry function (instrumented code,
+  // compiled from Boost.Context's headers): it must pop the fiber's own shadow stack.
+  // So the sanitizer follows onto the fiber here, and forgets it at the next switch.
   if (!tsan_fiber) return;
-  void* previous = std::exchange(tls_tsan_fiber_to_destroy, tsan_fiber);
+  void* previous = tls_tsan_fiber_to_destroy;
+  tls_tsan_fiber_to_destroy = tsan_fiber;
   __tsan_switch_to_fiber(tsan_fiber, 0);
   if (previous) __tsan_destroy_fiber(previous);
 }
@@ -156,7 +172,42 @@ __attribute__((no_sanitize("thread"))) context* LoopScheduler::switching(context
   }
   if (!fiber) return next;  // a plain Boost.Fiber fiber: unknown to the sanitizer
   __tsan_switch_to_fiber(fiber, 0);
-  if (void* dead = std::exchange(tls_tsan_fiber_to_destroy, nullptr)) __tsan_destroy_fiber(dead);
+  if (void* dead = tls_tsan_fiber_to_destroy) {
+    tls_tsan_fiber_to_destroy = nullptr;
+    __tsan_destroy_fiber(dead);
+  }
+  return next;
+}
+#elif defined(__SANITIZE_ADDRESS__)
+// AddressSanitizer must know which stack is running: __asan_handle_no_return (every
+// throw) unpoisons the current stack from sp to its top, and frames unwound on a stack
+// it does not know keep their poison. The switch is announced (start and finish)
+// just before Boost makes it, like the ThreadSanitizer one; nothing between here
+// and the real switch is instrumented.
+__attribute__((no_sanitize_address)) void LoopScheduler::announce_stack_switch(context* self, context* next) noexcept {
+  const void* bottom = nullptr;
+  std::size_t size = 0;
+  if (next->is_context(type::main_context)) {
+    bottom = asan_main_bottom_;
+    size = asan_main_size_;
+  } else if (FiberRecord* record = FiberRecord::of(next)) {
+    bottom = record->stack_bottom;
+    size = record->stack_size;
+  }
+  const void* old_bottom = nullptr;
+  std::size_t old_size = 0;
+  __sanitizer_start_switch_fiber(nullptr, bottom, size);
+  __sanitizer_finish_switch_fiber(nullptr, &old_bottom, &old_size);
+  if (!asan_main_bottom_ && self->is_context(type::main_context)) {
+    asan_main_bottom_ = old_bottom;
+    asan_main_size_ = old_size;
+  }
+}
+
+__attribute__((no_sanitize_address)) context* LoopScheduler::switching(context* self, context* next) noexcept {
+  if (!next) return next;
+  swap_exception_state(self, next);
+  if (next != self) announce_stack_switch(self, next);
   return next;
 }
 #else
@@ -291,6 +342,11 @@ void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
     boost::fibers::fiber fiber(static_cast<boost::fibers::fiber_properties*>(record), std::allocator_arg,
                                StackAllocator(options.stack_size, options.guarded_stacks, options.pooled_stacks),
                                [record] { run_fiber(record); });
+#if defined(__SANITIZE_ADDRESS__)
+    const boost::context::stack_context stack = StackAllocator::last_allocated();
+    record->stack_bottom = static_cast<char*>(stack.sp) - stack.size;
+    record->stack_size = stack.size;
+#endif
     fiber.detach();
   } catch (...) {
     unlink(record);

@@ -107,6 +107,13 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   void* tsan_main_ = nullptr;
   void* tsan_dispatcher_ = nullptr;
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+  // The main context's stack as AddressSanitizer knows it, learned at the first switch
+  // away from it. Boost's dispatcher runs on a stack we cannot see: announced as none.
+  const void* asan_main_bottom_ = nullptr;
+  std::size_t asan_main_size_ = 0;
+  void announce_stack_switch(context* self, context* next) noexcept;
+#endif
 };
 
 class LoopFibers final : public FiberDriver {

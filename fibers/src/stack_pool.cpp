@@ -106,7 +106,21 @@ std::size_t StackAllocator::default_guarded_limit() noexcept {
   return limit;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+namespace {
+thread_local boost::context::stack_context tls_last_allocated{};
+}  // namespace
+
+boost::context::stack_context StackAllocator::last_allocated() noexcept { return tls_last_allocated; }
+#endif
+
 boost::context::stack_context StackAllocator::allocate() {
+#if defined(__SANITIZE_ADDRESS__)
+  return tls_last_allocated = allocate_stack();
+}
+
+boost::context::stack_context StackAllocator::allocate_stack() {
+#endif
   const std::size_t page = page_size();
   const std::size_t size = (std::max<std::size_t>(size_, 4 * page) + page - 1) / page * page;
   PooledStack pooled{};

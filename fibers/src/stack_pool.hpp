@@ -22,7 +22,16 @@ class StackAllocator {
   /// The guard budget used when the loop's option is 0.
   static std::size_t default_guarded_limit() noexcept;
 
+#if defined(__SANITIZE_ADDRESS__)
+  /// The stack most recently handed out on this thread, for AddressSanitizer's
+  /// fiber-switch annotations (Boost allocates inside the fiber's constructor).
+  static boost::context::stack_context last_allocated() noexcept;
+#endif
+
  private:
+#if defined(__SANITIZE_ADDRESS__)
+  boost::context::stack_context allocate_stack();
+#endif
   std::size_t size_;
   std::size_t guarded_limit_;
   std::size_t pool_limit_;

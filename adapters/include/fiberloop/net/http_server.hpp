@@ -1,0 +1,70 @@
+#pragma once
+/// @file
+/// HttpServer: HTTP/1.1 on a TcpServer. Each connection runs on its own fiber and
+/// serves its requests one after another (pipelined requests are answered in order);
+/// the handler is a plain synchronous function that may wait_for_future at any depth.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <fiberloop/future.hpp>
+#include <fiberloop/io_loop.hpp>
+#include <fiberloop/net/http.hpp>
+
+namespace fiberloop {
+
+/// HttpServer's limits. Bad input gets its status and the connection is closed.
+/// (Outside the class so that `Options options = {}` works as a default argument.)
+struct HttpServerOptions {
+  std::size_t max_header_bytes = 16 * 1024;  ///< request line + headers; 431 beyond
+  std::size_t max_body_bytes = 1024 * 1024;  ///< de-chunked body; 413 beyond
+  /// From a request's first byte to the end of its headers (slowloris); 408 after.
+  std::chrono::nanoseconds header_timeout = std::chrono::seconds(10);
+  /// From the end of the headers to the end of the body; 408 after.
+  std::chrono::nanoseconds body_timeout = std::chrono::seconds(30);
+  /// Idle time allowed between requests on a kept-alive connection; then it is
+  /// closed without a response.
+  std::chrono::nanoseconds keep_alive_timeout = std::chrono::seconds(60);
+  std::size_t max_connections = 0;  ///< 0 = unlimited; excess waits in the kernel backlog
+  std::string server_header = "fiberloop";  ///< "Server:" value; empty sends none
+};
+
+class HttpServer {
+ public:
+  /// Runs on the connection's fiber; may suspend it (wait_for_future, sleep_for,
+  /// run_blocking). An exception escaping it becomes a 500 whose body says nothing
+  /// about it, and is reported through the loop's unhandled-exception report; the
+  /// connection stays open.
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+
+  using Options = HttpServerOptions;
+
+  /// Thread: the loop's thread.
+  explicit HttpServer(Handler handler, Options options = {}, IOLoop& loop = IOLoop::current());
+  /// Stops accepting and closes connections without waiting (prefer stop()).
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  /// Binds and listens; port 0 picks a free one. Returns the port.
+  std::uint16_t listen(std::uint16_t port, const std::string& host = "127.0.0.1");
+  std::uint16_t port() const noexcept;
+  /// Stops accepting, closes idle kept-alive connections at once, gives requests in
+  /// progress `grace` to finish (their connections close after the response), then
+  /// closes the rest. Fiber: suspends the calling fiber (BlockingCallError on the
+  /// loop's thread outside a fiber).
+  void stop(std::chrono::nanoseconds grace = std::chrono::seconds(5));
+  /// As stop(), callable from a loop callback; the future completes when all
+  /// connections have ended.
+  [[nodiscard]] Future<void> stop_async(std::chrono::nanoseconds grace = std::chrono::seconds(5));
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace fiberloop

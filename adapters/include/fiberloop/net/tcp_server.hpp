@@ -1,0 +1,58 @@
+#pragma once
+/// @file
+/// TcpServer: listens on a TCP port and runs the user's handler in a fiber per
+/// accepted connection, with a graceful stop and a cap on concurrent connections.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <fiberloop/future.hpp>
+#include <fiberloop/io_loop.hpp>
+#include <fiberloop/net/tcp_stream.hpp>
+
+namespace fiberloop {
+
+/// TcpServer::Options. (Outside the class so that `Options options = {}` works as a default argument.)
+struct TcpServerOptions {
+  int backlog = 1024;
+  std::size_t max_connections = 0;                // 0 = unlimited; excess waits in the kernel backlog
+  std::chrono::milliseconds accept_backoff{100};  // pause after EMFILE/ENFILE/ENOBUFS/ENOMEM
+  std::string name = "tcp";                       // used in fiber names / reports
+};
+
+class TcpServer {
+ public:
+  using Handler = std::function<void(TcpStream&)>;  // runs in its own fiber per connection
+  using Options = TcpServerOptions;
+  explicit TcpServer(Handler handler, Options options = {}, IOLoop& loop = IOLoop::current());
+  TcpServer(const TcpServer&) = delete;
+  TcpServer& operator=(const TcpServer&) = delete;
+  ~TcpServer();  // if still listening: stops accepting and closes connections (no wait)
+  /// Binds and listens (SO_REUSEADDR; "::1"/"::" for IPv6). Port 0 picks a free one. Returns the port.
+  std::uint16_t listen(std::uint16_t port, const std::string& host = "127.0.0.1");
+  std::uint16_t port() const noexcept;
+  std::size_t connections() const noexcept;  // live connection fibers
+  /// Stops accepting; in-flight handlers get `grace` to finish; then their streams are closed
+  /// (their waits throw StreamClosed); returns when every connection fiber has ended.
+  /// Waits like wait_for_future (in a fiber: suspends; loop thread outside a fiber: BlockingCallError).
+  /// From inside one of this server's handlers use stop_async(): stop() would wait for its own fiber.
+  void stop(std::chrono::nanoseconds grace = std::chrono::seconds(5));
+  Future<void> stop_async(std::chrono::nanoseconds grace = std::chrono::seconds(5));  // callable from a callback
+  /// Exceptions escaping the handler are reported through the loop's unhandled-exception report
+  /// (type, message) and the connection is closed; the server goes on. StreamClosed (the peer
+  /// left, or stop() closed the stream) and LoopClosed are the normal end of a connection: not reported.
+
+  /// accept() calls made so far, failed ones included (lets tests see the EMFILE back-off).
+  std::size_t accept_attempts() const noexcept;
+
+  struct State;  // internal (adapters/src/tcp_server.cpp)
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace fiberloop

@@ -1,0 +1,312 @@
+// HttpClient: each fetch runs on a fiber of the client's loop; kept-alive
+// connections wait in a per-host:port idle pool owned by that loop's thread.
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <system_error>
+#include <unordered_map>
+#include <vector>
+
+#include <fiberloop/net/http_client.hpp>
+#include <fiberloop/net/tcp_stream.hpp>
+
+#include "http_wire.hpp"
+
+namespace fiberloop {
+
+namespace {
+
+using namespace detail;
+
+struct Url {
+  std::string host;         // without brackets for IPv6
+  std::uint16_t port = 80;
+  std::string target = "/";
+  std::string authority;    // the Host header: host[:port]
+  std::string key() const { return authority; }
+  std::string text() const { return "http://" + authority + target; }
+};
+
+[[noreturn]] void bad_url(std::string_view url, const std::string& why) {
+  throw Error("HttpClient: bad URL \"" + std::string(url.substr(0, 200)) + "\": " + why);
+}
+
+Url parse_url(std::string_view url) {
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) bad_url(url, "no scheme; write it as http://host[:port]/path");
+  const std::string_view scheme = url.substr(0, scheme_end);
+  if (http_iequals(scheme, "https"))
+    bad_url(url, "https is not supported: HttpClient speaks plain http:// only (use a TLS-terminating proxy)");
+  if (!http_iequals(scheme, "http")) bad_url(url, "only the http:// scheme is supported");
+  std::string_view rest = url.substr(scheme_end + 3);
+  if (const auto hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
+  const auto path_start = rest.find_first_of("/?");
+  const std::string_view authority = rest.substr(0, path_start);
+  Url out;
+  if (path_start != std::string_view::npos) {
+    out.target.assign(rest.substr(path_start));
+    if (out.target.front() == '?') out.target.insert(0, "/");
+  }
+  if (authority.find('@') != std::string_view::npos) bad_url(url, "user:password@ in URLs is not supported");
+  std::string_view host = authority;
+  std::string_view port;
+  if (!host.empty() && host.front() == '[') {
+    const auto close = host.find(']');
+    if (close == std::string_view::npos) bad_url(url, "unclosed [ in an IPv6 address");
+    if (close + 1 < host.size()) {
+      if (host[close + 1] != ':') bad_url(url, "junk after the IPv6 address");
+      port = host.substr(close + 2);
+    }
+    host = host.substr(1, close - 1);
+  } else if (const auto colon = host.find(':'); colon != std::string_view::npos) {
+    port = host.substr(colon + 1);
+    host = host.substr(0, colon);
+  }
+  if (host.empty()) bad_url(url, "no host");
+  for (char c : out.target)
+    if (c <= ' ' || c == 0x7f) bad_url(url, "spaces or control characters in the path; percent-encode them");
+  if (!port.empty()) {
+    unsigned value = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9' || value > 65535) bad_url(url, "the port is not a number from 1 to 65535");
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value == 0 || value > 65535) bad_url(url, "the port is not a number from 1 to 65535");
+    out.port = static_cast<std::uint16_t>(value);
+  }
+  out.host.assign(host);
+  out.authority.assign(authority);
+  return out;
+}
+
+/// The URL a Location header points to, relative to `base`.
+Url resolve(const Url& base, const std::string& location) {
+  if (location.find("://") != std::string::npos) return parse_url(location);
+  if (location.starts_with("//")) return parse_url("http:" + location);
+  Url out = base;
+  if (location.starts_with("/")) {
+    out.target = location;
+  } else {
+    const std::string path = base.target.substr(0, base.target.find('?'));
+    out.target = path.substr(0, path.rfind('/') + 1) + location;
+  }
+  return out;
+}
+
+bool is_redirect(int status) noexcept {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+bool is_token(std::string_view method) noexcept {
+  if (method.empty()) return false;
+  for (char c : method)
+    if (c <= ' ' || c >= 0x7f || std::string_view("()<>@,;:\\\"/[]?={}").find(c) != std::string_view::npos) return false;
+  return true;
+}
+
+std::chrono::nanoseconds left_until(http_clock::time_point deadline) {
+  const auto left = deadline - http_clock::now();
+  if (left <= std::chrono::nanoseconds::zero()) throw TimeoutError("HttpClient: request_timeout passed");
+  return left;
+}
+
+/// True when the peer has not closed `fd` and sent nothing unasked.
+bool looks_alive(int fd) noexcept {
+  char byte;
+  const ssize_t n = ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
+  struct Connection {
+    TcpStream stream;
+    WireBuffer buffer;
+    http_clock::time_point idle_since;
+  };
+
+  Impl(Options o, IOLoop& l) : options(o), loop(l) {}
+
+  HttpResponse fetch(const Url& first, const FetchOptions& fetch_options);
+  HttpResponse exchange(const Url& url, const std::string& method, const std::string& body,
+                        const FetchOptions& fetch_options, http_clock::time_point deadline);
+  std::unique_ptr<Connection> take_idle(const std::string& key, bool check_alive);
+  void give_back(const std::string& key, std::unique_ptr<Connection> connection);
+  /// Closes pooled connections idle longer than idle_timeout; runs on a timer while
+  /// the pool is not empty, so idle sockets do not linger until the next fetch.
+  void sweep();
+
+  Options options;
+  IOLoop& loop;
+  bool closed = false;
+  bool sweep_scheduled = false;
+  TimeoutHandle sweep_timer;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Connection>>> idle;
+};
+
+HttpResponse HttpClient::Impl::fetch(const Url& first, const FetchOptions& fetch_options) {
+  if (!is_token(fetch_options.method)) throw Error("HttpClient: bad HTTP method \"" + fetch_options.method + "\"");
+  const auto deadline = http_clock::now() + fetch_options.request_timeout;
+  Url url = first;
+  std::string method = fetch_options.method;
+  std::string body = fetch_options.body;
+  for (int hops = 0;; ++hops) {
+    HttpResponse response;
+    try {
+      response = exchange(url, method, body, fetch_options, deadline);
+    } catch (const TimeoutError& e) {
+      throw TimeoutError(std::string(e.what()) + " (" + method + " " + url.text() +
+                         "; see FetchOptions::connect_timeout and request_timeout)");
+    }
+    if (!fetch_options.follow_redirects || !is_redirect(response.status)) return response;
+    const std::string* location = response.headers.find("location");
+    if (!location) return response;
+    if (hops >= fetch_options.max_redirects)
+      throw Error("HttpClient: more than " + std::to_string(fetch_options.max_redirects) + " redirects from " +
+                  first.text() + "; raise FetchOptions::max_redirects if that is expected");
+    url = resolve(url, *location);
+    if (response.status == 303 || ((response.status == 301 || response.status == 302) && method == "POST")) {
+      method = "GET";  // as browsers do
+      body.clear();
+    }
+  }
+}
+
+HttpResponse HttpClient::Impl::exchange(const Url& url, const std::string& method, const std::string& body,
+                                        const FetchOptions& fetch_options, http_clock::time_point deadline) {
+  std::string request;
+  request.reserve(256 + body.size());
+  request.append(method).push_back(' ');
+  request.append(url.target).append(" HTTP/1.1\r\n");
+  if (!fetch_options.headers.find("host")) request.append("Host: ").append(url.authority).append("\r\n");
+  if (!fetch_options.headers.find("user-agent")) request.append("User-Agent: fiberloop\r\n");
+  append_fields(request, fetch_options.headers, {"content-length", "transfer-encoding"});
+  if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+    request.append("Content-Length: ");
+    append_decimal(request, body.size());
+    request.append("\r\n");
+  }
+  request.append("\r\n").append(body);
+
+  const bool head = method == "HEAD";
+  // A request that may run twice: only these are retried on a stale pooled connection.
+  const bool idempotent = method == "GET" || head;
+  const std::string key = url.key();
+  for (int attempt = 0;; ++attempt) {
+    // Non-idempotent requests cannot be retried, so check the connection first.
+    std::unique_ptr<Connection> connection = take_idle(key, !idempotent);
+    const bool reused = connection != nullptr;
+    if (!reused) {
+      connection = std::make_unique<Connection>();
+      connection->stream =
+          TcpStream::connect(url.host, url.port, std::min(fetch_options.connect_timeout, left_until(deadline)));
+    }
+    HttpResponse response;
+    bool got_some = false;
+    try {
+      connection->stream.write_all(request, left_until(deadline));
+      for (;;) {
+        MessageParser<false> parser(response);
+        parser.header_limit(64 * 1024);
+        parser.body_limit(fetch_options.max_body_bytes);
+        parser.skip(head);
+        error_code ec;
+        bool ended_by_eof = false;
+        try {
+          ec = feed(parser, connection->buffer, connection->stream, deadline, ParseUntil::message);
+        } catch (const StreamClosed&) {
+          got_some = got_some || parser.got_some();
+          if (!parser.is_header_done() || !parser.need_eof()) throw;
+          parser.put_eof(ec);  // an HTTP/1.0-style body that ends with the connection
+          ended_by_eof = true;
+        }
+        got_some = true;
+        if (ec == beast_http::error::body_limit)
+          throw Error("HttpClient: the response body of " + url.text() + " is larger than " +
+                      std::to_string(fetch_options.max_body_bytes) + " bytes (FetchOptions::max_body_bytes)");
+        if (ec) throw Error("HttpClient: malformed HTTP response from " + url.authority + ": " + ec.message());
+        if (response.status >= 100 && response.status < 200 && response.status != 101) {
+          response = HttpResponse();  // an interim response (100 Continue): the real one follows
+          continue;
+        }
+        if (!ended_by_eof && parser.keep_alive() && connection->buffer.empty() && connection->stream.buffered() == 0)
+          give_back(key, std::move(connection));
+        return response;
+      }
+    } catch (const StreamClosed&) {
+      if (!(reused && idempotent && attempt == 0 && !got_some)) throw;
+    } catch (const std::system_error&) {
+      if (!(reused && idempotent && attempt == 0 && !got_some)) throw;
+    }
+    // The server closed the pooled connection before we used it: one fresh try.
+  }
+}
+
+std::unique_ptr<HttpClient::Impl::Connection> HttpClient::Impl::take_idle(const std::string& key, bool check_alive) {
+  const auto found = idle.find(key);
+  if (found == idle.end()) return nullptr;
+  auto& pool = found->second;
+  const auto now = http_clock::now();
+  while (!pool.empty()) {
+    std::unique_ptr<Connection> connection = std::move(pool.back());
+    pool.pop_back();
+    if (now - connection->idle_since > options.idle_timeout) continue;  // dropped: closes it
+    if (check_alive && !looks_alive(connection->stream.fd())) continue;
+    return connection;
+  }
+  return nullptr;
+}
+
+void HttpClient::Impl::give_back(const std::string& key, std::unique_ptr<Connection> connection) {
+  if (closed || options.max_idle_per_host == 0) return;
+  auto& pool = idle[key];
+  if (pool.size() >= options.max_idle_per_host) pool.erase(pool.begin());  // the oldest
+  connection->idle_since = http_clock::now();
+  pool.push_back(std::move(connection));
+  if (!sweep_scheduled) {
+    sweep_scheduled = true;
+    sweep_timer = loop.call_later(options.idle_timeout, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->sweep();
+    });
+  }
+}
+
+void HttpClient::Impl::sweep() {
+  sweep_scheduled = false;
+  const auto now = http_clock::now();
+  auto oldest = now;
+  for (auto it = idle.begin(); it != idle.end();) {
+    auto& pool = it->second;
+    std::erase_if(pool, [&](const auto& c) { return now - c->idle_since >= options.idle_timeout; });
+    for (const auto& c : pool) oldest = std::min(oldest, c->idle_since);
+    it = pool.empty() ? idle.erase(it) : std::next(it);
+  }
+  if (idle.empty() || closed) return;
+  sweep_scheduled = true;
+  sweep_timer = loop.call_at(oldest + options.idle_timeout, [weak = weak_from_this()] {
+    if (auto self = weak.lock()) self->sweep();
+  });
+}
+
+HttpClient::HttpClient(Options options, IOLoop& loop) : impl_(std::make_shared<Impl>(options, loop)) {}
+
+HttpClient::~HttpClient() {
+  impl_->closed = true;
+  impl_->idle.clear();
+  if (impl_->sweep_scheduled) impl_->loop.remove_timeout(impl_->sweep_timer);
+}
+
+Future<HttpResponse> HttpClient::fetch(const std::string& url, FetchOptions options) {
+  Url parsed;
+  try {
+    parsed = parse_url(url);
+  } catch (...) {
+    return make_exceptional_future<HttpResponse>(std::current_exception());
+  }
+  return impl_->loop.spawn(
+      [impl = impl_, parsed = std::move(parsed), options = std::move(options)] { return impl->fetch(parsed, options); });
+}
+
+}  // namespace fiberloop

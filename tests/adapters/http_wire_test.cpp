@@ -1,0 +1,166 @@
+// The HTTP parsing and serialising pieces, fed from a fake stream (no sockets).
+
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include <fiberloop/net/http.hpp>
+
+#include "../../adapters/src/http_wire.hpp"
+
+namespace fiberloop {
+namespace {
+
+using detail::feed;
+using detail::MessageParser;
+using detail::ParseUntil;
+using detail::WireBuffer;
+
+/// Hands out the given chunks one per read, then times out.
+struct FakeStream {
+  std::deque<std::string> chunks;
+  std::size_t read_some(std::span<char> buffer, std::chrono::nanoseconds) {
+    if (chunks.empty()) throw TimeoutError("fake stream: no more input");
+    std::string& chunk = chunks.front();
+    const std::size_t n = std::min(buffer.size(), chunk.size());
+    std::copy_n(chunk.data(), n, buffer.data());
+    chunk.erase(0, n);
+    if (chunk.empty()) chunks.pop_front();
+    return n;
+  }
+};
+
+const auto far_future = std::chrono::steady_clock::now() + std::chrono::hours(1);
+
+struct Parsed {
+  HttpRequest request;
+  boost::beast::error_code ec;
+};
+
+Parsed parse_request(FakeStream& stream, WireBuffer& buffer, std::size_t header_limit = 8192,
+                     std::size_t body_limit = 1 << 20) {
+  Parsed out;
+  MessageParser<true> parser(out.request);
+  parser.header_limit(static_cast<std::uint32_t>(header_limit));
+  parser.body_limit(body_limit);
+  out.ec = feed(parser, buffer, stream, far_future, ParseUntil::message);
+  return out;
+}
+
+TEST(HttpWireTest, ParsesRequestLineHeadersAndBody) {
+  FakeStream stream{{"POST /a/b?x=1&y=2 HTTP/1.1\r\nHost: h\r\nX-Mixed-Case: v\r\nContent-Length: 5\r\n\r\nhello"}};
+  WireBuffer buffer;
+  const Parsed p = parse_request(stream, buffer);
+  ASSERT_FALSE(p.ec) << p.ec.message();
+  EXPECT_EQ(p.request.method, "POST");
+  EXPECT_EQ(p.request.target, "/a/b?x=1&y=2");
+  EXPECT_EQ(p.request.version, 11);
+  EXPECT_EQ(p.request.body, "hello");
+  ASSERT_NE(p.request.headers.find("x-MIXED-case"), nullptr);
+  EXPECT_EQ(*p.request.headers.find("x-mixed-case"), "v");
+  EXPECT_TRUE(buffer.empty());
+}
+
+TEST(HttpWireTest, ParsesInputArrivingOneByteAtATime) {
+  const std::string text = "GET /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
+  FakeStream stream;
+  for (char c : text) stream.chunks.emplace_back(1, c);
+  WireBuffer buffer;
+  const Parsed p = parse_request(stream, buffer);
+  ASSERT_FALSE(p.ec) << p.ec.message();
+  EXPECT_EQ(p.request.target, "/slow");
+  EXPECT_EQ(p.request.body, "abc");
+}
+
+TEST(HttpWireTest, PipelinedRequestsStayBufferedForTheNextParse) {
+  FakeStream stream{{"GET /one HTTP/1.1\r\nHost: h\r\n\r\nGET /two HTTP/1.1\r\nHost: h\r\n\r\n"}};
+  WireBuffer buffer;
+  const Parsed first = parse_request(stream, buffer);
+  ASSERT_FALSE(first.ec);
+  EXPECT_EQ(first.request.target, "/one");
+  EXPECT_FALSE(buffer.empty());
+  const Parsed second = parse_request(stream, buffer);
+  ASSERT_FALSE(second.ec);
+  EXPECT_EQ(second.request.target, "/two");
+  EXPECT_TRUE(buffer.empty());
+}
+
+TEST(HttpWireTest, DechunksAChunkedBody) {
+  FakeStream stream{{"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", "6;ext=1\r\n world\r\n0\r\n\r\n"}};
+  WireBuffer buffer;
+  const Parsed p = parse_request(stream, buffer);
+  ASSERT_FALSE(p.ec) << p.ec.message();
+  EXPECT_EQ(p.request.body, "hello world");
+}
+
+TEST(HttpWireTest, LimitsAndMalformedInputGiveBeastErrors) {
+  {
+    FakeStream stream{{"GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(5000, 'a') + "\r\n\r\n"}};
+    WireBuffer buffer;
+    EXPECT_EQ(parse_request(stream, buffer, 1024).ec, boost::beast::http::error::header_limit);
+  }
+  {
+    FakeStream stream{{"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n"}};
+    WireBuffer buffer;
+    EXPECT_EQ(parse_request(stream, buffer, 8192, 10).ec, boost::beast::http::error::body_limit);
+  }
+  {
+    FakeStream stream{{"GET / HTTP/1.1\r\nHost: h\r\nNo colon here\r\n\r\n"}};
+    WireBuffer buffer;
+    EXPECT_TRUE(parse_request(stream, buffer).ec);
+  }
+  {
+    // HTTP/2 prior knowledge: Beast accepts only 1.0 and 1.1 (the server answers 505).
+    FakeStream stream{{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"}};
+    WireBuffer buffer;
+    EXPECT_EQ(parse_request(stream, buffer).ec, boost::beast::http::error::bad_version);
+  }
+  {
+    FakeStream stream{{"GET / HTTP/1.1\r\n"}};  // and then nothing: the read times out
+    WireBuffer buffer;
+    EXPECT_THROW(parse_request(stream, buffer), TimeoutError);
+  }
+}
+
+TEST(HttpWireTest, ParsesAChunkedResponse) {
+  FakeStream stream{{"HTTP/1.1 201 Made\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"}};
+  WireBuffer buffer;
+  HttpResponse response;
+  MessageParser<false> parser(response);
+  ASSERT_FALSE(feed(parser, buffer, stream, far_future, ParseUntil::message));
+  EXPECT_EQ(response.status, 201);
+  EXPECT_EQ(response.reason, "Made");
+  EXPECT_EQ(response.body, "abc");
+  EXPECT_TRUE(parser.keep_alive());
+}
+
+TEST(HttpWireTest, HeadersAreCaseInsensitiveOrderedAndAllowDuplicates) {
+  HttpHeaders headers;
+  headers.add("Set-Cookie", "a=1");
+  headers.add("set-cookie", "b=2");
+  headers.add("Content-Type", "text/plain");
+  EXPECT_EQ(headers.get("SET-COOKIE"), "a=1");
+  EXPECT_EQ(headers.get("missing", "fallback"), "fallback");
+  headers.set("SET-cookie", "c=3");
+  ASSERT_EQ(headers.fields.size(), 2u);
+  EXPECT_EQ(headers.fields[0].first, "Content-Type");
+  EXPECT_EQ(headers.get("set-cookie"), "c=3");
+  EXPECT_EQ(headers.remove("content-TYPE"), 1u);
+  EXPECT_EQ(headers.find("content-type"), nullptr);
+}
+
+TEST(HttpWireTest, SerialisingRefusesHeaderInjection) {
+  std::string out;
+  HttpHeaders headers;
+  headers.add("X-Ok", "fine");
+  detail::append_fields(out, headers, {});
+  EXPECT_EQ(out, "X-Ok: fine\r\n");
+  headers.add("X-Bad", "a\r\nInjected: yes");
+  EXPECT_THROW(detail::append_fields(out, headers, {}), Error);
+  EXPECT_TRUE(detail::has_token("keep-alive, Close", "close"));
+  EXPECT_FALSE(detail::has_token("keep-alive", "close"));
+  EXPECT_EQ(http_reason_phrase(431), "Request Header Fields Too Large");
+}
+
+}  // namespace
+}  // namespace fiberloop

@@ -1,0 +1,300 @@
+// TcpServer over real loopback sockets: fiber per connection, cap, graceful stop,
+// EMFILE back-off (in a child process), handler exceptions.
+
+#include <gtest/gtest.h>
+
+#include <dirent.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <fiberloop/fiberloop.hpp>
+
+#include "support/loop_test.hpp"
+
+namespace fiberloop {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::elapsed_ms;
+
+class TcpServerTest : public testing::LoopTest {};
+
+/// Echoes lines until the peer closes.
+void echo_lines(TcpStream& s) {
+  for (;;) s.write_all(s.read_until("\n", 1024, 5s));
+}
+
+TEST_F(TcpServerTest, PortZeroPicksAPortThatCanBeReadBack) {
+  TcpServer server(echo_lines, {}, loop_);
+  const std::uint16_t port = server.listen(0);
+  EXPECT_NE(port, 0);
+  EXPECT_EQ(server.port(), port);
+  run_in_fiber([&] {
+    TcpStream c = TcpStream::connect("127.0.0.1", port, 5s);
+    c.write_all("hi\n");
+    EXPECT_EQ(c.read_until("\n", 100, 5s), "hi\n");
+    c.close();  // the handler sees EOF and ends: stop() need not wait out the grace
+    server.stop(5s);
+  });
+}
+
+TEST_F(TcpServerTest, ServesIpv6) {
+  TcpServer server(echo_lines, {}, loop_);
+  const std::uint16_t port = server.listen(0, "::1");
+  run_in_fiber([&] {
+    TcpStream c = TcpStream::connect("::1", port, 5s);
+    c.write_all("six\n");
+    EXPECT_EQ(c.read_until("\n", 100, 5s), "six\n");
+    server.stop(10ms);
+  });
+}
+
+TEST_F(TcpServerTest, ManyConcurrentConnectionsEchoCorrectly) {
+  TcpServer server(echo_lines, {}, loop_);
+  const std::uint16_t port = server.listen(0);
+  run_in_fiber([&] {
+    constexpr int clients = 200;
+    std::vector<Future<bool>> done;
+    for (int i = 0; i < clients; ++i) {
+      done.push_back(loop_.spawn([port, i] {
+        TcpStream c = TcpStream::connect("127.0.0.1", port, 10s);
+        bool ok = true;
+        for (int round = 0; round < 3; ++round) {
+          const std::string line = "client " + std::to_string(i) + " round " + std::to_string(round) + "\n";
+          c.write_all(line, 10s);
+          ok = ok && c.read_until("\n", 1024, 10s) == line;
+        }
+        return ok;
+      }));
+    }
+    int good = 0;
+    for (auto& f : done) good += wait_for_future(f) ? 1 : 0;
+    EXPECT_EQ(good, clients);
+    server.stop(2s);
+    EXPECT_EQ(server.connections(), 0u);
+  });
+}
+
+TEST_F(TcpServerTest, StopLetsASlowHandlerFinishWithinGrace) {
+  bool finished = false;
+  TcpServer server(
+      [&](TcpStream& s) {
+        s.read_exactly(1, 5s);
+        sleep_for(100ms);
+        s.write_all("done");
+        finished = true;
+      },
+      {}, loop_);
+  const std::uint16_t port = server.listen(0);
+  run_in_fiber([&] {
+    TcpStream c = TcpStream::connect("127.0.0.1", port, 5s);
+    c.write_all("x");
+    while (server.connections() == 0) sleep_for(1ms);
+    sleep_for(10ms);  // the handler is in its sleep now
+    server.stop(5s);
+    EXPECT_TRUE(finished);
+    EXPECT_EQ(server.connections(), 0u);
+    EXPECT_EQ(c.read_exactly(4, 2s), "done");
+    // No longer accepting.
+    EXPECT_THROW(TcpStream::connect("127.0.0.1", port, 2s), std::system_error);
+  });
+}
+
+TEST_F(TcpServerTest, StopAfterGraceClosesBlockedReadersAndWaitsForEveryFiber) {
+  int closed_in_handler = 0;
+  TcpServer server(
+      [&](TcpStream& s) {
+        try {
+          s.read_exactly(1, 30s);
+        } catch (const StreamClosed&) {
+          ++closed_in_handler;
+          throw;
+        }
+      },
+      {}, loop_);
+  const std::uint16_t port = server.listen(0);
+  run_in_fiber([&] {
+    std::vector<TcpStream> clients;
+    for (int i = 0; i < 5; ++i) clients.push_back(TcpStream::connect("127.0.0.1", port, 5s));
+    while (server.connections() < 5) sleep_for(1ms);
+    const auto start = std::chrono::steady_clock::now();
+    server.stop(50ms);
+    EXPECT_GE(elapsed_ms(start), 45);
+    EXPECT_LT(elapsed_ms(start), 5000);
+    EXPECT_EQ(closed_in_handler, 5);
+    EXPECT_EQ(server.connections(), 0u);
+    for (auto& c : clients) EXPECT_THROW(c.read_exactly(1, 2s), StreamClosed);
+  });
+}
+
+TEST_F(TcpServerTest, StopAsyncFromACallback) {
+  TcpServer server(echo_lines, {}, loop_);
+  const std::uint16_t port = server.listen(0);
+  run_in_fiber([&] {
+    TcpStream c = TcpStream::connect("127.0.0.1", port, 5s);
+    while (server.connections() == 0) sleep_for(1ms);
+    Promise<Future<void>> stopped;
+    loop_.add_callback([&] { stopped.set_value(server.stop_async(20ms)); });
+    wait_for_future(wait_for_future(stopped.get_future()), 5s);
+    EXPECT_EQ(server.connections(), 0u);
+  });
+}
+
+TEST_F(TcpServerTest, ConnectionCapQueuesTheExcessInTheBacklog) {
+  TcpServer::Options options;
+  options.max_connections = 2;
+  TcpServer server(echo_lines, options, loop_);
+  const std::uint16_t port = server.listen(0);
+  run_in_fiber([&] {
+    std::vector<TcpStream> c;
+    for (int i = 0; i < 3; ++i) c.push_back(TcpStream::connect("127.0.0.1", port, 5s));  // kernel completes all 3
+    for (auto& s : c) s.write_all("a\n");
+    EXPECT_EQ(c[0].read_until("\n", 10, 5s), "a\n");
+    EXPECT_EQ(c[1].read_until("\n", 10, 5s), "a\n");
+    EXPECT_THROW(c[2].read_until("\n", 10, 200ms), TimeoutError);  // not served while at the cap
+    EXPECT_EQ(server.connections(), 2u);
+    c[0].close();
+    EXPECT_EQ(c[2].read_until("\n", 10, 5s), "a\n");  // served once a slot frees
+    server.stop(10ms);
+  });
+}
+
+TEST_F(TcpServerTest, HandlerExceptionIsReportedAndTheServerGoesOn) {
+  std::vector<std::string> reports;
+  loop_.set_unhandled_exception_handler([&](std::exception_ptr e, const std::string& where) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+      reports.push_back(where + ": " + ex.what());
+    }
+  });
+  TcpServer server(
+      [](TcpStream& s) {
+        if (s.read_until("\n", 100, 5s) == "boom\n") throw std::runtime_error("handler failed");
+        s.write_all("ok\n");
+      },
+      {}, loop_);
+  const std::uint16_t port = server.listen(0);
+  run_in_fiber([&] {
+    TcpStream bad = TcpStream::connect("127.0.0.1", port, 5s);
+    bad.write_all("boom\n");
+    EXPECT_THROW(bad.read_exactly(1, 5s), StreamClosed);  // the connection is closed
+    TcpStream good = TcpStream::connect("127.0.0.1", port, 5s);
+    good.write_all("hello\n");
+    EXPECT_EQ(good.read_until("\n", 100, 5s), "ok\n");
+    server.stop(1s);
+  });
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("handler failed"), std::string::npos) << reports[0];
+}
+
+TEST_F(TcpServerTest, DestroyingTheServerClosesLiveConnectionsWithoutWaiting) {
+  bool handler_saw_close = false;
+  run_in_fiber([&] {
+    TcpStream c;
+    {
+      TcpServer server(
+          [&](TcpStream& s) {
+            try {
+              s.read_exactly(1, 30s);
+            } catch (const StreamClosed&) {
+              handler_saw_close = true;
+            }
+          },
+          {}, loop_);
+      c = TcpStream::connect("127.0.0.1", server.listen(0), 5s);
+      while (server.connections() == 0) sleep_for(1ms);
+    }
+    EXPECT_THROW(c.read_exactly(1, 5s), StreamClosed);
+    while (loop_.live_fibers() > 1) sleep_for(1ms);  // the handler's fiber ends on its own
+    EXPECT_TRUE(handler_saw_close);
+  });
+}
+
+TEST_F(TcpServerTest, ListenOnAPortInUseThrows) {
+  TcpServer a(echo_lines, {}, loop_);
+  const std::uint16_t port = a.listen(0);
+  TcpServer b(echo_lines, {}, loop_);
+  EXPECT_THROW(b.listen(port), std::system_error);
+  EXPECT_THROW(b.listen(0, "not-an-address"), Error);
+}
+
+/// Highest open fd number of this process.
+int highest_fd() {
+  int highest = 2;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d)) highest = std::max(highest, std::atoi(e->d_name));
+    ::closedir(d);
+  }
+  return highest;
+}
+
+/// The child's body: 0 on success, a distinct code per failed check.
+int emfile_child() {
+  IOLoop loop;
+  TcpServer::Options options;
+  options.accept_backoff = 50ms;
+  TcpServer server(echo_lines, options, loop);
+  const std::uint16_t port = server.listen(0);
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = static_cast<rlim_t>(highest_fd() + 32);
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return 10;
+  return loop.run_sync(
+      [&]() -> int {
+        TcpStream first = TcpStream::connect("127.0.0.1", port, 5s);
+        first.write_all("1\n");
+        if (first.read_until("\n", 10, 5s) != "1\n") return 11;
+        // Two fds kept back for the client socket that must wait, then exhaust the rest.
+        const int spare = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        std::vector<int> hogs;
+        for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) hogs.push_back(fd);
+        if (errno != EMFILE) return 12;
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::connect(spare, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS) return 13;
+        TcpStream second(spare, loop);
+        const std::size_t attempts_before = server.accept_attempts();
+        sleep_for(300ms);  // ~6 back-off periods: a spinning accept would try thousands of times
+        const std::size_t attempts = server.accept_attempts() - attempts_before;
+        if (attempts == 0 || attempts > 20) return 14;
+        for (int fd : hogs) ::close(fd);
+        second.write_all("2\n", 5s);
+        if (second.read_until("\n", 10, 5s) != "2\n") return 15;
+        server.stop(10ms);
+        return 0;
+      },
+      20s);
+}
+
+TEST(TcpServerEmfileTest, AcceptBacksOffWithoutSpinningAndResumes) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 99;
+    try {
+      code = emfile_child();
+    } catch (...) {
+      code = 98;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died abnormally, status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see emfile_child() for what this code means";
+}
+
+}  // namespace
+}  // namespace fiberloop

@@ -1,0 +1,315 @@
+// TcpStream over real loopback sockets (IPv4 and IPv6).
+
+#include <gtest/gtest.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <fiberloop/fiberloop.hpp>
+
+#include "adapters/tcp_test_support.hpp"
+#include "support/loop_test.hpp"
+
+namespace fiberloop {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::elapsed_ms;
+using testing::RawListener;
+
+class TcpStreamTest : public testing::LoopTest {
+ protected:
+  /// A connected pair: `client` from TcpStream::connect, `server` accepted by hand.
+  struct Pair {
+    TcpStream client;
+    TcpStream server;
+  };
+  Pair connect_pair(RawListener& listener, const std::string& host = "127.0.0.1") {
+    TcpStream client = TcpStream::connect(host, listener.port, 5s);
+    TcpStream server(listener.accept(), loop_);
+    return {std::move(client), std::move(server)};
+  }
+};
+
+int int_option(int fd, int level, int name) {
+  int value = -1;
+  socklen_t len = sizeof value;
+  ::getsockopt(fd, level, name, &value, &len);
+  return value;
+}
+
+/// A port nothing listens on: bound (so nobody else takes it mid-test) but not listening.
+struct ClosedPort {
+  RawListener holder;
+  explicit ClosedPort(const std::string& host) : holder(host, -1) {}
+};
+
+TEST_F(TcpStreamTest, EchoesOverIpv4AndIpv6WithAddresses) {
+  for (std::string host : {"127.0.0.1", "::1"}) {
+    RawListener listener(host);
+    run_in_fiber([&] {
+      Pair p = connect_pair(listener, host);
+      p.client.write_all("ping\n");
+      EXPECT_EQ(p.server.read_until("\n", 100), "ping\n");
+      p.server.write_all("pong");
+      EXPECT_EQ(p.client.read_exactly(4), "pong");
+      const std::string want_prefix = host == "::1" ? "[::1]:" : "127.0.0.1:";
+      EXPECT_EQ(p.client.peer_address(), want_prefix + std::to_string(listener.port));
+      EXPECT_EQ(p.server.local_address(), want_prefix + std::to_string(listener.port));
+      EXPECT_EQ(p.server.peer_address(), p.client.local_address());
+    });
+  }
+}
+
+TEST_F(TcpStreamTest, ConnectRefusedThrowsSystemErrorWithErrno) {
+  for (std::string host : {"127.0.0.1", "::1"}) {
+    ClosedPort closed(host);
+    run_in_fiber([&] {
+      try {
+        TcpStream::connect(host, closed.holder.port, 2s);
+        ADD_FAILURE() << "connect to a closed port succeeded";
+      } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code().value(), ECONNREFUSED) << e.what();
+      }
+    });
+  }
+}
+
+TEST_F(TcpStreamTest, ConnectTimesOutWhenTheBacklogIsFull) {
+  // A listener that never accepts, with backlog 0: once its queue is full the
+  // kernel drops further SYNs, so the next connect stays pending.
+  RawListener listener("127.0.0.1", 0);
+  std::vector<int> fillers;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(listener.port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < 16; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fillers.push_back(fd);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 200) == 0) break;  // this one is stuck: the queue is full
+  }
+  run_in_fiber([&] {
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_THROW(TcpStream::connect("127.0.0.1", listener.port, 150ms), TimeoutError);
+    EXPECT_GE(elapsed_ms(start), 140);
+    EXPECT_LT(elapsed_ms(start), 2000);
+  });
+  for (int fd : fillers) ::close(fd);
+}
+
+TEST_F(TcpStreamTest, ResolvesLocalhost) {
+  RawListener v4("127.0.0.1");
+  run_in_fiber([&] {
+    TcpStream s = TcpStream::connect("localhost", v4.port, 5s);  // tries ::1 first if listed, then 127.0.0.1
+    EXPECT_TRUE(s.is_open());
+    EXPECT_EQ(s.peer_address(), "127.0.0.1:" + std::to_string(v4.port));
+  });
+}
+
+TEST_F(TcpStreamTest, UnknownHostGivesAnError) {
+  run_in_fiber([&] { EXPECT_THROW(TcpStream::connect("no-such-host.invalid", 80, 5s), Error); });
+}
+
+TEST_F(TcpStreamTest, ReadExactlyGivesPartialDataWhenThePeerCloses) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    p.server.write_all("hello");
+    p.server.close();
+    try {
+      p.client.read_exactly(10, 2s);
+      ADD_FAILURE() << "read_exactly returned after EOF";
+    } catch (const StreamClosed& e) {
+      EXPECT_EQ(e.partial(), "hello");
+    }
+    EXPECT_THROW(p.client.read_some(std::span<char>(std::vector<char>(4).data(), 4)), StreamClosed);
+  });
+}
+
+TEST_F(TcpStreamTest, ReadUntilBeyondMaxBytesIsAnErrorAndKeepsTheBytes) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    p.server.write_all(std::string(100, 'x'));
+    try {
+      p.client.read_until("\n", 50, 2s);
+      ADD_FAILURE() << "read_until returned without a delimiter";
+    } catch (const StreamClosed&) {
+      ADD_FAILURE() << "expected Error, got StreamClosed";
+    } catch (const TimeoutError&) {
+      ADD_FAILURE() << "expected Error, got TimeoutError";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("max_bytes"), std::string::npos) << e.what();
+    }
+    EXPECT_GE(p.client.buffered(), 50u);
+    EXPECT_EQ(p.client.read_exactly(100, 2s), std::string(100, 'x'));
+  });
+}
+
+TEST_F(TcpStreamTest, ReadUntilFindsADelimiterSplitAcrossWrites) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    auto writer = loop_.spawn([&] {
+      p.server.write_all("abc\r");
+      sleep_for(20ms);  // lets the reader see the first half alone
+      p.server.write_all("\nrest\r\ntail");
+      p.server.close();
+    });
+    EXPECT_EQ(p.client.read_until("\r\n", 100, 2s), "abc\r\n");
+    EXPECT_EQ(p.client.read_until("\r\n", 100, 2s), "rest\r\n");
+    try {
+      p.client.read_until("\r\n", 100, 2s);
+      ADD_FAILURE() << "read_until returned after EOF";
+    } catch (const StreamClosed& e) {
+      EXPECT_EQ(e.partial(), "tail");
+    }
+    wait_for_future(writer);
+  });
+}
+
+TEST_F(TcpStreamTest, PerCallAndDefaultTimeoutsThrowTimeoutError) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    auto start = std::chrono::steady_clock::now();
+    EXPECT_THROW(p.client.read_exactly(1, 50ms), TimeoutError);
+    EXPECT_GE(elapsed_ms(start), 45);
+    p.client.set_timeout(60ms);
+    EXPECT_EQ(p.client.timeout(), 60ms);
+    start = std::chrono::steady_clock::now();
+    EXPECT_THROW(p.client.read_until("\n", 10), TimeoutError);
+    EXPECT_GE(elapsed_ms(start), 55);
+    EXPECT_LT(elapsed_ms(start), 5000);
+    // The stream still works after a timeout.
+    p.server.write_all("x\n");
+    EXPECT_EQ(p.client.read_until("\n", 10), "x\n");
+  });
+}
+
+TEST_F(TcpStreamTest, CloseFromAnotherFiberWakesABlockedReader) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    Promise<void> reading;
+    auto reader = loop_.spawn([&] {
+      reading.set_value();
+      p.client.read_exactly(10, 10s);
+    });
+    wait_for_future(reading.get_future());
+    sleep_for(0ms);  // the reader is suspended in its wait by now (it ran up to its recv)
+    ASSERT_FALSE(reader.done());
+    const auto start = std::chrono::steady_clock::now();
+    p.client.close();
+    EXPECT_THROW(wait_for_future(reader), StreamClosed);
+    EXPECT_LT(elapsed_ms(start), 1000);
+    EXPECT_FALSE(p.client.is_open());
+  });
+}
+
+TEST_F(TcpStreamTest, WaitingOnTheLoopThreadOutsideAFiberIsABlockingCallError) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    Promise<std::string> outcome;
+    loop_.add_callback([&] {
+      char buf[4];
+      try {
+        p.client.read_some(buf);
+        outcome.set_value("returned");
+      } catch (const BlockingCallError&) {
+        outcome.set_value("BlockingCallError");
+      } catch (const std::exception& e) {
+        outcome.set_value(e.what());
+      }
+    });
+    EXPECT_EQ(wait_for_future(outcome.get_future()), "BlockingCallError");
+  });
+}
+
+TEST_F(TcpStreamTest, NodelayIsOnByDefaultAndKeepaliveIsSettable) {
+  RawListener listener("::1");
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener, "::1");
+    EXPECT_EQ(int_option(p.client.fd(), IPPROTO_TCP, TCP_NODELAY), 1);
+    EXPECT_EQ(int_option(p.client.fd(), SOL_SOCKET, SO_KEEPALIVE), 0);
+    p.client.set_keepalive(true);
+    EXPECT_EQ(int_option(p.client.fd(), SOL_SOCKET, SO_KEEPALIVE), 1);
+    p.client.set_nodelay(false);
+    EXPECT_EQ(int_option(p.client.fd(), IPPROTO_TCP, TCP_NODELAY), 0);
+  });
+}
+
+TEST_F(TcpStreamTest, LargeWritesWaitForTheReader) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    const std::string big(8 * 1024 * 1024, 'z');
+    auto writer = loop_.spawn([&] { p.server.write_all(big, 10s); });
+    std::string got = p.client.read_exactly(big.size(), 10s);
+    EXPECT_EQ(got.size(), big.size());
+    EXPECT_EQ(got, big);
+    wait_for_future(writer);
+  });
+}
+
+TEST_F(TcpStreamTest, WriteToAClosedPeerThrowsStreamClosed) {
+  RawListener listener;
+  run_in_fiber([&] {
+    Pair p = connect_pair(listener);
+    p.server.close();
+    EXPECT_THROW(
+        {
+          for (int i = 0; i < 100; ++i) {  // the first writes may land before the RST arrives
+            p.client.write_all(std::string(64 * 1024, 'a'), 2s);
+            sleep_for(1ms);
+          }
+        },
+        StreamClosed);
+  });
+}
+
+TEST_F(TcpStreamTest, WorksOffTheLoopByBlockingTheCaller) {
+  RawListener listener;
+  int accepted = -1;
+  run_in_fiber([&] {
+    TcpStream client = TcpStream::connect("127.0.0.1", listener.port, 5s);
+    accepted = listener.accept();
+    client.write_all("from the loop\n");
+    std::string got;
+    std::thread plain([&] {
+      TcpStream server(accepted, loop_);  // never touches the loop off its thread: waits in poll()
+      got = server.read_until("\n", 100, 5s);
+      try {
+        server.read_exactly(1, 30ms);
+      } catch (const TimeoutError&) {
+        got += "timeout";
+      }
+    });
+    plain.join();  // blocks the loop briefly; fine in a test
+    EXPECT_EQ(got, "from the loop\ntimeout");
+  });
+}
+
+TEST_F(TcpStreamTest, DefaultConstructedStreamIsClosed) {
+  TcpStream s;
+  EXPECT_FALSE(s.is_open());
+  EXPECT_EQ(s.fd(), -1);
+  EXPECT_EQ(s.buffered(), 0u);
+  EXPECT_EQ(s.peer_address(), "");
+  run_in_fiber([&] { EXPECT_THROW(s.read_exactly(1), StreamClosed); });
+}
+
+}  // namespace
+}  // namespace fiberloop
