@@ -1,0 +1,121 @@
+// The blocking bottom, as legacy servers have it: each thread keeps one kept-alive
+// connection to the backend and blocks on it (Boost.Beast over a plain socket).
+// Every wait has a timeout (a non-blocking connect with poll, then SO_RCVTIMEO/SO_SNDTIMEO).
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "../middle/backend.hpp"
+#include "../support/fd_stream.hpp"
+#include "backend_client.hpp"
+
+namespace legacy {
+namespace http = boost::beast::http;
+namespace {
+
+BackendConfig g_config;
+sockaddr_storage g_address{};
+socklen_t g_address_len = 0;
+std::string g_host_header;
+
+// This thread's connection to the backend.
+struct Connection {
+  int fd = -1;
+  boost::beast::flat_buffer buffer;
+
+  void close() noexcept {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    buffer.clear();
+  }
+  ~Connection() { close(); }
+};
+thread_local Connection t_connection;
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+int connect_with_timeout() {
+  const int fd = ::socket(g_address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw BackendError(errno_text("backend socket"));
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&g_address), g_address_len) != 0 && errno != EINPROGRESS) {
+    const std::string text = errno_text("connect to backend");
+    ::close(fd);
+    throw BackendError(text);
+  }
+  pollfd p{fd, POLLOUT, 0};
+  int ready;
+  do ready = ::poll(&p, 1, static_cast<int>(g_config.timeout.count()));
+  while (ready < 0 && errno == EINTR);
+  int error = 0;
+  socklen_t len = sizeof error;
+  if (ready == 1) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+  if (ready != 1 || error != 0) {
+    ::close(fd);
+    throw BackendError(ready == 0 ? std::string("connect to backend: timed out")
+                                  : std::string("connect to backend: ") + std::strerror(error ? error : errno));
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  set_socket_timeouts(fd, g_config.timeout, g_config.timeout);
+  return fd;
+}
+
+}  // namespace
+
+void backend_start(const BackendConfig& config) {
+  g_config = config;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(config.port);
+  if (const int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+    throw BackendError("cannot resolve backend host " + config.host + ": " + ::gai_strerror(rc));
+  std::memcpy(&g_address, found->ai_addr, found->ai_addrlen);
+  g_address_len = found->ai_addrlen;
+  ::freeaddrinfo(found);
+  g_host_header = config.host + ":" + port;
+}
+
+void backend_stop() noexcept {}
+
+BackendReply do_stuff(const std::string& target) {
+  Connection& c = t_connection;
+  for (int attempt = 0;; ++attempt) {
+    const bool reused = c.fd >= 0;
+    if (!reused) c.fd = connect_with_timeout();
+    FdStream stream(c.fd);
+
+    http::request<http::empty_body> request{http::verb::get, target, 11};
+    request.set(http::field::host, g_host_header);
+    request.set(http::field::user_agent, "legacy-example");
+    boost::beast::error_code ec;
+    http::write(stream, request, ec);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1024 * 1024);
+    if (!ec) http::read(stream, c.buffer, parser, ec);
+    if (ec) {
+      c.close();
+      // The backend closed our idle kept-alive connection: one fresh try.
+      const bool stale = reused && attempt == 0 && ec != boost::asio::error::timed_out;
+      if (stale) continue;
+      throw BackendError("backend " + g_host_header + ": " + ec.message());
+    }
+    http::response<http::string_body> response = parser.release();
+    if (!response.keep_alive()) c.close();
+    return {static_cast<int>(response.result_int()), std::move(response.body())};
+  }
+}
+
+}  // namespace legacy
