@@ -18,7 +18,7 @@ struct BackendConfig {
   std::chrono::milliseconds timeout{5000};
   /// Fiberloop bottom: most requests in flight (and kept-alive connections) to the
   /// backend; more wait for a turn. The blocking bottom keeps one connection per thread.
-  std::size_t max_connections = 1024;
+  std::size_t max_connections = 512;
 };
 
 /// Where do_stuff() goes. Call once before the first request. Blocking bottom: any

@@ -2,10 +2,9 @@
 // wait_for_future() on an HttpClient fetch, so only the calling fiber is suspended
 // and the loop serves the other requests meanwhile. One HttpClient (a pool of
 // kept-alive connections) for the loop; at most max_connections fetches in flight.
+#include <deque>
 #include <memory>
 
-#include <boost/fiber/condition_variable.hpp>
-#include <boost/fiber/mutex.hpp>
 #include <fiberloop/fiberloop.hpp>
 
 #include "../middle/backend.hpp"
@@ -27,26 +26,40 @@ struct State {
   BackendConfig config;
   std::string base_url;
   fiberloop::HttpClient client;
-  // A turn to fetch: caps the sockets (the process's descriptors are shared with
-  // the clients' connections). Boost.Fiber's primitives wait between fibers of one loop.
-  boost::fibers::mutex mutex;
-  boost::fibers::condition_variable turn;
+  // Turns to fetch cap the sockets (the process's descriptors are shared with the
+  // clients' connections). A finished fetch hands its turn to the longest waiter
+  // (FIFO): a newcomer cannot barge in, so no request starves behind later ones.
   std::size_t in_flight = 0;
+  std::deque<fiberloop::Promise<void>*> waiting;
 };
-std::unique_ptr<State> g_state;  // the loop thread's
+std::unique_ptr<State> g_state;  // the loop thread's (every call below runs on it)
 
 class Turn {
  public:
   Turn(State& s, std::chrono::steady_clock::time_point deadline) : s_(s) {
-    std::unique_lock lock(s_.mutex);
-    if (!s_.turn.wait_until(lock, deadline, [&] { return s_.in_flight < s_.config.max_connections; }))
-      throw BackendError("no backend connection free within " + std::to_string(s_.config.timeout.count()) + " ms");
-    ++s_.in_flight;
+    if (s_.in_flight < s_.config.max_connections && s_.waiting.empty()) {
+      ++s_.in_flight;
+      return;
+    }
+    fiberloop::Promise<void> handed;
+    auto turn = handed.get_future();
+    s_.waiting.push_back(&handed);
+    try {
+      fiberloop::wait_for_future(turn, deadline - std::chrono::steady_clock::now());
+    } catch (const fiberloop::Error&) {  // TimeoutError, LoopClosed
+      if (turn.done()) return;  // handed over just as the wait ended: ours after all
+      std::erase(s_.waiting, &handed);
+      throw;
+    }
   }
   ~Turn() {
-    std::unique_lock lock(s_.mutex);
-    --s_.in_flight;
-    s_.turn.notify_one();
+    if (s_.waiting.empty()) {
+      --s_.in_flight;
+      return;
+    }
+    fiberloop::Promise<void>* next = s_.waiting.front();
+    s_.waiting.pop_front();
+    next->set_value();
   }
   Turn(const Turn&) = delete;
   Turn& operator=(const Turn&) = delete;
@@ -64,11 +77,11 @@ void backend_stop() noexcept { g_state.reset(); }
 BackendReply do_stuff(const std::string& target) {
   State& s = *g_state;
   const auto deadline = std::chrono::steady_clock::now() + s.config.timeout;
-  Turn turn(s, deadline);
-  fiberloop::FetchOptions options;
-  options.connect_timeout = s.config.timeout;
-  options.request_timeout = deadline - std::chrono::steady_clock::now();
   try {
+    Turn turn(s, deadline);
+    fiberloop::FetchOptions options;
+    options.connect_timeout = s.config.timeout;
+    options.request_timeout = deadline - std::chrono::steady_clock::now();
     // The fetch's request_timeout fires first; this limit only guards against a
     // fetch that would never complete.
     fiberloop::HttpResponse response = fiberloop::wait_for_future(s.client.fetch(s.base_url + target, options),
