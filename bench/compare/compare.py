@@ -31,7 +31,7 @@ PATH = "/order?customer=42&items=3"
 # One row per variant x concurrency; "NA" where a failed point could not measure.
 COLUMNS = ["variant", "concurrency", "duration_s", "placement", "status", "requests", "req_per_s",
            "p50_ms", "p99_ms", "max_ms", "connect_errors", "read_errors", "write_errors",
-           "timeout_errors", "non_2xx", "peak_rss_kib", "cpu_s_per_1k_req"]
+           "timeout_errors", "non_2xx", "served_conns", "peak_rss_kib", "cpu_s_per_1k_req"]
 NUMERIC_COLUMNS = COLUMNS[5:]
 NA = "NA"
 
@@ -163,11 +163,12 @@ def to_ms(text):
 
 def parse_wrk(out):
     """The numbers of wrk --latency's report; a missing number stays None."""
-    res = {"requests": None, "req_per_s": None, "p50_ms": None, "p99_ms": None, "max_ms": None,
+    res = {"requests": None, "req_per_s": None, "mean_ms": None, "p50_ms": None, "p99_ms": None, "max_ms": None,
            "connect_errors": 0, "read_errors": 0, "write_errors": 0, "timeout_errors": 0,
            "non_2xx": 0}
     match = re.search(r"^\s*Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
     if match:
+        res["mean_ms"] = to_ms(match.group(1))
         res["max_ms"] = to_ms(match.group(3))
     for pct, key in (("50", "p50_ms"), ("99", "p99_ms")):
         match = re.search(rf"^\s*{pct}(?:\.0+)?%\s+(\S+)", out, re.M)
@@ -314,6 +315,13 @@ def run_point(setup, variant, conc, progress):
         for key in ("p50_ms", "p99_ms", "max_ms"):
             # wrk reports latency 0 when nothing completed: not a measurement.
             row[key] = fmt(res[key] if res["requests"] else None, 3)
+        # Connections that got answers, by Little's law (req/s x mean latency). wrk counts a
+        # timeout only when a late answer arrives, so a connection the server never serves
+        # (left in the accept queue, or queued behind a busy pool) shows up only here.
+        served = None
+        if res["req_per_s"] and res["mean_ms"] is not None and res["requests"]:
+            served = res["req_per_s"] * res["mean_ms"] / 1000
+        row["served_conns"] = fmt(served, 0)
         row["peak_rss_kib"] = NA if rss_last is None else rss_last
         if cpu_before is not None and cpu_last is not None and res["requests"]:
             row["cpu_s_per_1k_req"] = f"{(cpu_last - cpu_before) / (res['requests'] / 1000):.4f}"
@@ -334,6 +342,8 @@ def run_point(setup, variant, conc, progress):
                           ("non_2xx", "non-2xx")):
             if res[key]:
                 failures.append(name)
+        if served is not None and served < 0.5 * conc:
+            failures.append(f"starved({served:.0f}-of-{conc}-served)")
         row["status"] = "failed:" + "+".join(failures) if failures else "ok"
         note = stderr_note(err_path) if failures else None
         return row, note
@@ -381,7 +391,7 @@ def cell(value, digits=1):
 
 
 def print_table(rows):
-    head = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "err c/r/w/t", "non-2xx",
+    head = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "err c/r/w/t", "non-2xx", "served",
             "peak RSS MiB", "CPU s/1k req", "status"]
     lines = []
     for row in rows:
@@ -390,7 +400,8 @@ def print_table(rows):
         rss = num(row, "peak_rss_kib")
         lines.append([row["variant"], str(row["concurrency"]), cell(num(row, "req_per_s"), 0),
                       cell(num(row, "p50_ms"), 2), cell(num(row, "p99_ms"), 2), cell(num(row, "max_ms"), 1),
-                      errs, str(row["non_2xx"]), cell(None if rss is None else rss / 1024, 1),
+                      errs, str(row["non_2xx"]), cell(num(row, "served_conns"), 0),
+                      cell(None if rss is None else rss / 1024, 1),
                       cell(num(row, "cpu_s_per_1k_req"), 3), row["status"]])
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
     left = {0, len(head) - 1}

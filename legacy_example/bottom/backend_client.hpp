@@ -16,8 +16,8 @@ struct BackendConfig {
   std::uint16_t port = 0;
   /// Limit of every wait of one do_stuff() call: connect, send, and the whole reply.
   std::chrono::milliseconds timeout{5000};
-  /// Fiberloop bottom: most requests in flight (and kept-alive connections) to the
-  /// backend; more wait for a turn. The blocking bottom keeps one connection per thread.
+  /// Most connections to the backend (so requests in flight); more callers wait
+  /// for one, within `timeout`. 512 carry 50 000 requests/s at 10 ms each.
   std::size_t max_connections = 512;
 };
 
