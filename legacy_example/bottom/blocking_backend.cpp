@@ -1,6 +1,6 @@
 // The blocking bottom, as legacy servers have it: a thread takes a kept-alive
-// connection from a shared pool (mutex + condition variable, at most
-// max_connections, like a classic database pool) and blocks on it (Boost.Beast over
+// connection from a shared pool (at most max_connections, like a classic database
+// pool) and blocks on it (Boost.Beast over
 // a plain socket). Every wait has a timeout: for a free connection, the connect
 // (non-blocking, with poll), then each send and receive (SO_SNDTIMEO/SO_RCVTIMEO).
 //
@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -50,39 +51,56 @@ struct Connection {
   ~Connection() { close(); }
 };
 
+// Hands connections out first come, first served: a thread that frees one gives it
+// to the longest waiter, so no thread starves while newcomers barge in.
 class Pool {
  public:
   /// A connection (not yet connected when fd < 0), or BackendError at the deadline.
   std::unique_ptr<Connection> acquire(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mutex_);
-    if (!freed_.wait_until(lock, deadline, [&] { return !idle_.empty() || open_ < g_config.max_connections; }))
-      throw BackendError("no backend connection free within " + std::to_string(g_config.timeout.count()) + " ms");
-    if (!idle_.empty()) {
-      std::unique_ptr<Connection> c = std::move(idle_.back());
-      idle_.pop_back();
-      return c;
-    }
-    ++open_;
-    return std::make_unique<Connection>();  // connected outside the lock
-  }
-  void release(std::unique_ptr<Connection> c) noexcept {
-    {
-      std::lock_guard lock(mutex_);
-      if (c->fd >= 0) {
-        idle_.push_back(std::move(c));  // reserved in backend_start: cannot throw
-      } else {
-        --open_;
+    if (waiters_.empty()) {
+      if (!idle_.empty()) {
+        std::unique_ptr<Connection> c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+      if (open_ < g_config.max_connections) {
+        ++open_;
+        return std::make_unique<Connection>();  // connected outside the lock
       }
     }
-    freed_.notify_one();
+    Waiter me;
+    waiters_.push_back(&me);
+    if (!me.handed_over.wait_until(lock, deadline, [&] { return me.connection != nullptr; })) {
+      std::erase(waiters_, &me);
+      throw BackendError("no backend connection free within " + std::to_string(g_config.timeout.count()) + " ms");
+    }
+    return std::move(me.connection);
+  }
+  void release(std::unique_ptr<Connection> c) noexcept {
+    std::lock_guard lock(mutex_);
+    if (!waiters_.empty()) {  // a closed one too: the waiter reconnects in its place
+      Waiter* next = waiters_.front();
+      waiters_.pop_front();
+      next->connection = std::move(c);
+      next->handed_over.notify_one();
+    } else if (c->fd >= 0) {
+      idle_.push_back(std::move(c));  // reserved in backend_start: cannot throw
+    } else {
+      --open_;
+    }
   }
   void reserve(std::size_t n) { idle_.reserve(n); }
 
  private:
+  struct Waiter {
+    std::condition_variable handed_over;
+    std::unique_ptr<Connection> connection;
+  };
   std::mutex mutex_;
-  std::condition_variable freed_;
+  std::deque<Waiter*> waiters_;
   std::vector<std::unique_ptr<Connection>> idle_;
-  std::size_t open_ = 0;  // idle or lent out
+  std::size_t open_ = 0;  // idle, lent out, or being handed over
 };
 Pool g_pool;
 

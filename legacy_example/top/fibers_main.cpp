@@ -5,11 +5,9 @@
 // fiberloop's HttpServer runs each connection on a fiber that reads requests and
 // calls the middle's handle_request(); deep inside, do_stuff() suspends only that
 // fiber on the backend (bottom/fiberloop_backend.cpp). Stops on SIGINT/SIGTERM.
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 
 #include <fiberloop/fiberloop.hpp>
 
