@@ -144,6 +144,18 @@ class Completer {
 // fiberloop
 // =====================================================================================
 
+// Three stack contexts, as a request might have: an error handler and two
+// context-local values (a request id, a user). Every registration captures them and
+// every callback or resumed fiber re-enters them.
+fiberloop::ContextLocal<int> request_id;
+fiberloop::ContextLocal<std::string> request_user;
+struct ThreeContexts {
+  fiberloop::ExceptionStackContext handler{[](std::exception_ptr) { return true; }};
+  fiberloop::ContextScope id;
+  fiberloop::ContextScope user;
+  ThreeContexts() : id(request_id.set(7)), user(request_user.set("a user name beyond SSO")) {}
+};
+
 // (a) spawn-to-finish of an empty fiber, warm pooled (guard-paged) stacks: a fiber
 // spawns kBatch fibers, then waits for the last one (they run FIFO in one pass, so
 // all have finished); the stacks return to the pool in the same loop iteration.
@@ -183,9 +195,12 @@ void BM_Fiberloop_SpawnOneAndWait(benchmark::State& state) {
 
 // (b) wait_for_future suspend + resume on a future a loop callback completes: one
 // round trip fiber -> loop -> fiber (two stack switches plus one loop iteration).
-void BM_Fiberloop_WaitLoopCompleted(benchmark::State& state) {
+// With `contexts`, the fiber runs under ThreeContexts (so does the callback).
+void wait_loop_completed(benchmark::State& state, bool contexts) {
   std::int64_t sum = 0;
   on_fiberloop_fiber(state, [&](fiberloop::IOLoop& loop) {
+    std::optional<ThreeContexts> active;
+    if (contexts) active.emplace();
     int i = 0;
     for (auto _ : state) {
       fiberloop::Promise<int> p;
@@ -200,7 +215,10 @@ void BM_Fiberloop_WaitLoopCompleted(benchmark::State& state) {
   if (sum != n * (n - 1) / 2) state.SkipWithError("wrong results");
   report_per_op(state, 1);
 }
+void BM_Fiberloop_WaitLoopCompleted(benchmark::State& state) { wait_loop_completed(state, false); }
+void BM_Fiberloop_WaitLoopCompletedInContexts(benchmark::State& state) { wait_loop_completed(state, true); }
 BENCHMARK(BM_Fiberloop_WaitLoopCompleted);
+BENCHMARK(BM_Fiberloop_WaitLoopCompletedInContexts);
 
 // (c) wait_for_future on an already-done future (inside a fiber): no switch.
 void BM_Fiberloop_WaitDone(benchmark::State& state) {
@@ -220,11 +238,14 @@ BENCHMARK(BM_Fiberloop_WaitDone);
 
 // (d) add_callback throughput: queue N callbacks from the loop thread, then turn the
 // loop once (stop() before start() makes start() run one iteration) to run them.
-void BM_Fiberloop_AddCallback(benchmark::State& state) {
+// With `contexts`, they are queued under ThreeContexts and each runs under them.
+void add_callback_batches(benchmark::State& state, bool contexts) {
   const auto n = static_cast<int>(state.range(0));
   std::uint64_t ran = 0;
   try {
     fiberloop::IOLoop loop;
+    std::optional<ThreeContexts> active;
+    if (contexts) active.emplace();
     auto one_batch = [&] {
       for (int i = 0; i < n; ++i) loop.add_callback([&ran] { ++ran; });
       loop.stop();
@@ -243,7 +264,48 @@ void BM_Fiberloop_AddCallback(benchmark::State& state) {
     state.SkipWithError("not every callback ran");
   report_per_op(state, n);
 }
+void BM_Fiberloop_AddCallback(benchmark::State& state) { add_callback_batches(state, false); }
+void BM_Fiberloop_AddCallbackInContexts(benchmark::State& state) { add_callback_batches(state, true); }
 BENCHMARK(BM_Fiberloop_AddCallback)->Arg(1000);
+BENCHMARK(BM_Fiberloop_AddCallbackInContexts)->Arg(1000);
+
+// (d') what a context costs by itself (no loop involved): setting a ContextLocal value
+// and reading it back (a node allocated, pushed and popped), making and ending an
+// ExceptionStackContext, and calling a wrap()ped function (entering the chain it
+// captured: two reference counts and two thread-local stores).
+void BM_StackContext_LocalSetGet(benchmark::State& state) {
+  std::int64_t sum = 0;
+  for (auto _ : state) {
+    auto scope = request_id.set(static_cast<int>(sum & 1));
+    sum += *request_id.get() + 1;
+  }
+  benchmark::DoNotOptimize(sum);
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_StackContext_LocalSetGet);
+
+void BM_StackContext_ExceptionContext(benchmark::State& state) {
+  for (auto _ : state) {
+    fiberloop::ExceptionStackContext context([](std::exception_ptr) { return true; });
+    benchmark::ClobberMemory();
+  }
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_StackContext_ExceptionContext);
+
+void BM_StackContext_WrappedCall(benchmark::State& state) {
+  std::int64_t sum = 0;
+  std::optional<std::function<void()>> wrapped;
+  {
+    ThreeContexts contexts;
+    wrapped.emplace(fiberloop::wrap([&sum] { sum += *request_id.get(); }));
+  }
+  for (auto _ : state) (*wrapped)();
+  benchmark::DoNotOptimize(sum);
+  if (sum != 7 * state.iterations()) state.SkipWithError("wrong results");
+  report_per_op(state, 1);
+}
+BENCHMARK(BM_StackContext_WrappedCall);
 
 // (e) call_later + remove_timeout, per pair, with `range(0)` other timers pending.
 void BM_Fiberloop_TimerAddRemove(benchmark::State& state) {

@@ -24,6 +24,13 @@ struct ExceptionState {
   unsigned int uncaught_exceptions = 0;
 };
 
+/// What a context (fiber, main, dispatcher) keeps of the thread's state while it is
+/// switched out: its C++ exception state and its active stack contexts.
+struct FiberLocals {
+  ExceptionState exceptions;
+  ContextNode* chain = nullptr;  // holds the reference tls_active_chain holds while it runs
+};
+
 /// One suspension of a fiber: whoever wakes it first (completion, timeout, closing
 /// loop) wins; later wakes are no-ops. It is Boost's waker protocol (the context's
 /// epoch), done without touching Boost.Fiber on the waking thread — so executor and
@@ -59,7 +66,7 @@ class FiberRecord final : public boost::fibers::fiber_properties {
   std::unique_ptr<FiberTask> task;
   std::uint64_t id;
   FiberWait* wait = nullptr;  // set while suspended in a fiberloop wait
-  ExceptionState exceptions;  // saved while the fiber is switched out
+  FiberLocals locals;  // saved while the fiber is switched out
   FiberRecord* prev_live = nullptr;  // the loop's list of unfinished fibers
   FiberRecord* next_live = nullptr;
 #if defined(__SANITIZE_ADDRESS__)

@@ -110,10 +110,15 @@ context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
   return ctx;
 }
 
-void LoopScheduler::swap_exception_state(context* self, context* next) noexcept {
+void LoopScheduler::swap_fiber_locals(context* self, context* next) noexcept {
+  FiberLocals* out = locals_of(self);
+  FiberLocals* in = locals_of(next);
   auto* live = reinterpret_cast<ExceptionState*>(abi::__cxa_get_globals());
-  *exception_state_of(self) = *live;
-  *live = *exception_state_of(next);
+  out->exceptions = *live;
+  *live = in->exceptions;
+  // The active stack contexts: a plain pointer swap (the reference moves with it).
+  out->chain = tls_active_chain;
+  tls_active_chain = in->chain;
 }
 
 // Every context switch on this thread goes through pick_next (Boost resumes what it
@@ -128,11 +133,11 @@ context* LoopScheduler::pick_next() noexcept {
   return switching(self, pick(self));
 }
 
-ExceptionState* LoopScheduler::exception_state_of(context* ctx) noexcept {
-  if (ctx->is_context(type::main_context)) return &main_exceptions_;
-  if (ctx->is_context(type::dispatcher_context)) return &dispatcher_exceptions_;
-  if (FiberRecord* record = FiberRecord::of(ctx)) return &record->exceptions;
-  return &unowned_exceptions_;
+FiberLocals* LoopScheduler::locals_of(context* ctx) noexcept {
+  if (ctx->is_context(type::main_context)) return &main_locals_;
+  if (ctx->is_context(type::dispatcher_context)) return &dispatcher_locals_;
+  if (FiberRecord* record = FiberRecord::of(ctx)) return &record->locals;
+  return &unowned_locals_;
 }
 
 #if defined(__SANITIZE_THREAD__)
@@ -158,7 +163,7 @@ __attribute__((no_sanitize("thread"))) FiberRecord::~FiberRecord() {
 
 __attribute__((no_sanitize("thread"))) context* LoopScheduler::switching(context* self, context* next) noexcept {
   if (!next) return next;
-  swap_exception_state(self, next);
+  swap_fiber_locals(self, next);
   if (!tsan_main_ && context::active()->is_context(type::main_context)) tsan_main_ = __tsan_get_current_fiber();
   void* fiber = nullptr;
   if (next->is_context(type::main_context)) {
@@ -206,13 +211,13 @@ __attribute__((no_sanitize_address)) void LoopScheduler::announce_stack_switch(c
 
 __attribute__((no_sanitize_address)) context* LoopScheduler::switching(context* self, context* next) noexcept {
   if (!next) return next;
-  swap_exception_state(self, next);
+  swap_fiber_locals(self, next);
   if (next != self) announce_stack_switch(self, next);
   return next;
 }
 #else
 context* LoopScheduler::switching(context* self, context* next) noexcept {
-  if (next) swap_exception_state(self, next);
+  if (next) swap_fiber_locals(self, next);
   return next;
 }
 #endif
@@ -329,6 +334,19 @@ LoopFibers::~LoopFibers() {
 
 void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
   auto* record = new FiberRecord(loop_, *this, std::move(task), next_id_++);
+  // The fiber starts with its spawner's contexts (switching() makes them active). A
+  // name node names it in reports; an unnamed fiber spawned by a named one gets an
+  // empty one, so its errors are not blamed on its spawner.
+  ContextNode* chain = tls_active_chain;
+  if (!record->task->name.empty() || fiber_name_of(chain)) {
+    ContextNode* named = new_fiber_name_node(record->task->name);
+    if (chain) chain->add_ref();
+    adopt_parent(named, chain);
+    chain = named;
+  } else if (chain) {
+    chain->add_ref();
+  }
+  record->locals.chain = chain;
   record->next_live = live_head_;
   if (live_head_) live_head_->prev_live = record;
   live_head_ = record;
@@ -350,6 +368,7 @@ void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
     fiber.detach();
   } catch (...) {
     unlink(record);
+    if (record->locals.chain) record->locals.chain->release();
     delete record;
     throw;
   }
@@ -362,6 +381,8 @@ void LoopFibers::run_fiber(FiberRecord* record) {
       record->task.reset();
       if (record->fibers) record->fibers->unlink(record);
       LoopScheduler::installed()->fiber_finished();
+      // The fiber's contexts (and any it left active) go with it.
+      if (ContextNode* chain = std::exchange(tls_active_chain, nullptr)) chain->release();
     }
   } finish{record};
   if (!record->loop || LoopInternals::closing(*record->loop)) {
@@ -393,8 +414,13 @@ void LoopFibers::close() noexcept {
       for (FiberRecord* r = live_head_; r; r = r->next_live)
         if (r->wait) r->wait->wake();
       const auto now = std::chrono::steady_clock::now();
+      // Read before has_work(): a remote wake that got in before our wakes above has
+      // either queued its fiber (and flagged it, seen by has_work) by the time it no
+      // longer counts as in flight, or is still counted. Read after, it could finish
+      // between the two reads unseen.
+      const bool wake_in_flight = scheduler_.remote_wakes_in_flight();
       if (!has_work(now)) {
-        if (live_count_ == 0 || !scheduler_.remote_wakes_in_flight()) break;
+        if (live_count_ == 0 || !wake_in_flight) break;
         std::this_thread::yield();  // another thread is mid-wake: its fiber is coming
         continue;
       }

@@ -81,8 +81,8 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   context* pick(context* self) noexcept;
   /// Bookkeeping for the switch from `self` to `next` that Boost makes next.
   context* switching(context* self, context* next) noexcept;
-  ExceptionState* exception_state_of(context* ctx) noexcept;
-  void swap_exception_state(context* self, context* next) noexcept;
+  FiberLocals* locals_of(context* ctx) noexcept;
+  void swap_fiber_locals(context* self, context* next) noexcept;
 
   ReadyQueue unowned_;  // fibers with no loop: plain Boost.Fiber fibers, orphans
   std::size_t unowned_count_ = 0;
@@ -102,7 +102,7 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   friend class FiberWait;
   time_point sleep_deadline_ = time_point::max();
   std::shared_ptr<ThreadWakeup> wakeup_;
-  ExceptionState main_exceptions_, dispatcher_exceptions_, unowned_exceptions_;
+  FiberLocals main_locals_, dispatcher_locals_, unowned_locals_;
 #if defined(__SANITIZE_THREAD__)
   void* tsan_main_ = nullptr;
   void* tsan_dispatcher_ = nullptr;

@@ -1,10 +1,50 @@
 #include <condition_variable>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 
 #include <fiberloop/detail/future_state.hpp>
 #include <fiberloop/errors.hpp>
 
 namespace fiberloop::detail {
+
+namespace {
+// Where the watched errors of live futures came from (failed fibers: rare), by state.
+std::mutex watched_lock;
+std::unordered_map<const FutureStateBase*, std::string>& watched_origins() {
+  static auto* origins = new std::unordered_map<const FutureStateBase*, std::string>();  // never destroyed:
+  return *origins;  // states may die during static destruction
+}
+}  // namespace
+
+void watch_unobserved(FutureStateBase& state, const std::exception_ptr& error, const std::string& fiber_name) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const LoopClosed&) {
+    return;
+  } catch (...) {
+  }
+  try {
+    std::string origin = (fiber_name.empty() ? std::string("a fiber") : "fiber \"" + fiber_name + "\"") +
+                         " (its future failed and was dropped without anyone retrieving the error)";
+    std::lock_guard lock(watched_lock);
+    watched_origins().insert_or_assign(&state, std::move(origin));
+    state.flags_.fetch_or(FutureStateBase::kWatched, std::memory_order_relaxed);
+  } catch (...) {  // out of memory: the error goes unreported, as it would have before
+  }
+}
+
+void FutureStateBase::report_if_unobserved() noexcept {
+  std::string origin;
+  {
+    std::lock_guard lock(watched_lock);
+    auto it = watched_origins().find(this);
+    if (it == watched_origins().end()) return;
+    origin = std::move(it->second);
+    watched_origins().erase(it);
+  }
+  if (error_ && !(flags_.load(std::memory_order_relaxed) & kObserved)) report_unhandled(error_, origin.c_str());
+}
 
 bool FutureStateBase::link_waiter(Waiter& w) noexcept {
   std::lock_guard lock(lock_);

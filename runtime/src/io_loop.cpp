@@ -53,8 +53,16 @@ void default_unhandled_handler(std::exception_ptr error, const std::string& wher
 
 }  // namespace
 
+// Each piece of registered work keeps the stack contexts captured with it. Queued
+// callbacks keep them aside, for the ones that have any.
+struct IOLoop::ChainedCallback {
+  std::size_t index;  // in pending_callbacks_ / running_callbacks_
+  detail::ChainRef chain;
+};
+
 struct IOLoop::TimerSlot {
   std::function<void()> fn;
+  detail::ChainRef chain;
   std::uint64_t id = 0;  // 0 while the slot is free
 };
 
@@ -70,6 +78,7 @@ struct IOLoop::TimerEntry {
 
 struct IOLoop::HandlerSlot {
   std::function<void(int, Events)> fn;
+  detail::ChainRef chain;
   std::uint32_t generation = 0;
   bool active = false;
 };
@@ -122,9 +131,11 @@ void IOLoop::drop_pending_work() noexcept {
   // callbacks; repeat until nothing is left.
   for (int round = 0; round < 100; ++round) {
     std::vector<std::function<void()>> callbacks;
+    std::vector<ChainedCallback> chains;
     {
       std::lock_guard lock(callbacks_lock_);
       callbacks.swap(pending_callbacks_);
+      chains.swap(pending_chains_);
       has_callbacks_.store(false, std::memory_order_relaxed);
     }
     std::vector<TimerSlot> timers;
@@ -178,6 +189,8 @@ void IOLoop::start() {
   check_startable("start");
   running_.store(true, std::memory_order_relaxed);
   tls_running_loop = this;
+  // The loop's own code runs with no context active; every piece of work brings its own.
+  detail::ChainScope no_context(nullptr);
   struct Reset {
     IOLoop* loop;
     ~Reset() {
@@ -205,9 +218,19 @@ bool IOLoop::running() const noexcept { return running_.load(std::memory_order_r
 // ---- callbacks ---------------------------------------------------------------
 
 void IOLoop::add_callback(std::function<void()> fn) {
+  // Work handed over from another thread runs here: its contexts must count atomically.
+  detail::ChainRef chain = detail::ChainRef::capture_for([this] { return owner_ == &tls_thread_marker; });
   {
     std::lock_guard lock(callbacks_lock_);
     pending_callbacks_.push_back(std::move(fn));
+    if (chain) {
+      try {
+        pending_chains_.push_back({pending_callbacks_.size() - 1, std::move(chain)});
+      } catch (...) {
+        pending_callbacks_.pop_back();  // no callback without its contexts
+        throw;
+      }
+    }
     has_callbacks_.store(true, std::memory_order_seq_cst);
   }
   wakeup_->wake();
@@ -218,18 +241,21 @@ void IOLoop::run_callbacks() {
   {
     std::lock_guard lock(callbacks_lock_);
     running_callbacks_.swap(pending_callbacks_);
+    running_chains_.swap(pending_chains_);
     has_callbacks_.store(false, std::memory_order_relaxed);
   }
   // Only the callbacks queued before this phase run now; ones they add wait for the
   // next iteration, after I/O has been polled.
-  for (auto& fn : running_callbacks_) {
-    try {
-      fn();
-    } catch (...) {
-      report(std::current_exception(), "a callback");
+  std::size_t chained = 0;
+  for (std::size_t i = 0; i < running_callbacks_.size(); ++i) {
+    if (chained < running_chains_.size() && running_chains_[chained].index == i) {
+      detail::run_in_chain(std::move(running_chains_[chained++].chain), running_callbacks_[i], "a callback");
+    } else {
+      detail::run_without_chain(running_callbacks_[i], "a callback");
     }
   }
   running_callbacks_.clear();
+  running_chains_.clear();
 }
 
 // ---- timeouts ----------------------------------------------------------------
@@ -250,6 +276,7 @@ TimeoutHandle IOLoop::call_at(clock::time_point when, std::function<void()> fn) 
   }
   const std::uint64_t id = next_timer_id_++;
   timer_slots_[slot].fn = std::move(fn);
+  timer_slots_[slot].chain = detail::ChainRef::capture();
   timer_slots_[slot].id = id;
   timer_heap_.push_back({when, id, slot});
   std::push_heap(timer_heap_.begin(), timer_heap_.end());
@@ -262,12 +289,13 @@ void IOLoop::remove_timeout(TimeoutHandle handle) {
   TimerSlot& slot = timer_slots_[handle.slot_];
   if (slot.id != handle.id_) return;  // already ran or removed
   std::function<void()> doomed = std::move(slot.fn);
+  detail::ChainRef doomed_chain = std::move(slot.chain);
   slot.fn = nullptr;
   slot.id = 0;
   free_timer_slots_.push_back(handle.slot_);
   // The heap entry stays until it surfaces; compact when the dead ones dominate.
   if (++dead_timer_entries_ > 512 && dead_timer_entries_ > timer_heap_.size() / 2) compact_timers();
-  // `doomed` is destroyed here, after the loop's state is consistent again.
+  // `doomed` and its contexts are destroyed here, after the loop's state is consistent again.
 }
 
 void IOLoop::compact_timers() {
@@ -294,14 +322,11 @@ void IOLoop::run_due_timers(clock::time_point now) {
     TimerSlot& slot = timer_slots_[entry.slot];
     if (slot.id != entry.id) continue;  // removed by an earlier timeout of this batch
     std::function<void()> fn = std::move(slot.fn);
+    detail::ChainRef chain = std::move(slot.chain);
     slot.fn = nullptr;
     slot.id = 0;
     free_timer_slots_.push_back(entry.slot);
-    try {
-      fn();
-    } catch (...) {
-      report(std::current_exception(), "a timeout callback");
-    }
+    detail::run_in_chain(std::move(chain), fn, "a timeout callback");
   }
   due_timers_.clear();
 }
@@ -323,6 +348,7 @@ void IOLoop::add_handler(int fd, Events events, std::function<void(int, Events)>
     throw std::system_error(errno, std::generic_category(), "IOLoop::add_handler(fd=" + std::to_string(fd) + ")");
   ++slot.generation;
   slot.fn = std::move(fn);
+  slot.chain = detail::ChainRef::capture();
   slot.active = true;
 }
 
@@ -346,7 +372,7 @@ void IOLoop::remove_handler(int fd) {
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // fails harmlessly if fd was closed
   slot.active = false;
   // The handler may be the one running now: keep it alive until the poll phase ends.
-  removed_handlers_.push_back(std::move(slot.fn));
+  removed_handlers_.push_back({std::move(slot.fn), std::move(slot.chain)});
   slot.fn = nullptr;
 }
 
@@ -407,11 +433,8 @@ void IOLoop::poll_io(clock::time_point now) {
     if (!slot.active || slot.generation != generation) continue;
     // Copy: the handler may add handlers (reallocating handlers_) or remove itself.
     auto fn = slot.fn;
-    try {
-      fn(static_cast<int>(fd), from_epoll(events[i].events));
-    } catch (...) {
-      report(std::current_exception(), "an fd handler");
-    }
+    auto call = [&fn, fd, ready = from_epoll(events[i].events)] { fn(static_cast<int>(fd), ready); };
+    detail::run_in_chain(slot.chain, call, "an fd handler");
   }
   removed_handlers_.clear();
 }

@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <exception>
 #include <functional>
+#include <string>
 
 #include <fiberloop/fiberloop.hpp>
 
@@ -24,5 +26,8 @@ class LoopTest : public ::testing::Test {
 
 /// Milliseconds since `start`.
 double elapsed_ms(std::chrono::steady_clock::time_point start);
+
+/// The message of an exception (what()), or "non-std exception".
+std::string what_of(const std::exception_ptr& error);
 
 }  // namespace fiberloop::testing

@@ -1,12 +1,13 @@
 #pragma once
 /// @file
 /// The whole core API of fiberloop: futures, the IOLoop and its fibers, waiting
-/// from synchronous code, executors, and the network adapters.
+/// from synchronous code, executors, stack contexts, and the network adapters.
 
 #include <fiberloop/errors.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/io_loop.hpp>
 #include <fiberloop/net.hpp>
 #include <fiberloop/run_blocking.hpp>
+#include <fiberloop/stack_context.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>

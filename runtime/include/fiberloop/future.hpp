@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <fiberloop/detail/context_chain.hpp>
 #include <fiberloop/detail/future_state.hpp>
 #include <fiberloop/errors.hpp>
 
@@ -66,19 +67,26 @@ class [[nodiscard]] Future {
   /// Throws FutureNotDone if !done(): use wait_for_future() to wait.
   typename detail::ResultRef<T>::type result() const {
     require_done("result");
-    if (state_->error()) std::rethrow_exception(state_->error());
+    if (state_->error()) {
+      state_->mark_observed();
+      std::rethrow_exception(state_->error());
+    }
     if constexpr (!std::is_void_v<T>) return *state_->value();
   }
 
   /// The stored exception, or null on success. Throws FutureNotDone if !done().
   std::exception_ptr exception() const {
     require_done("exception");
+    if (state_->error()) state_->mark_observed();
     return state_->error();
   }
 
   /// Runs `cb` when the future is done: on the thread that completes it, or at once
-  /// on this thread if it is already done. Callbacks run in the order added; an
-  /// exception escaping one is reported and does not affect the others.
+  /// on this thread if it is already done, under the stack contexts active here.
+  /// Callbacks run in the order added; an exception escaping one goes to those
+  /// contexts' handlers, then to the unhandled-exception report, and does not affect
+  /// the others. Reading the error in `cb` (result(), exception()) counts as
+  /// retrieving it.
   void add_done_callback(std::function<void(const Future<T>&)> cb) const;
 
  private:
@@ -222,14 +230,16 @@ template <class T>
 class CallbackWaiter final : public Waiter {
  public:
   explicit CallbackWaiter(std::function<void(const Future<T>&)> cb) noexcept
-      : Waiter(/*is_callback=*/true), cb_(std::move(cb)) {}
+      : Waiter(/*is_callback=*/true), cb_(std::move(cb)), chain_(ChainRef::capture_shared()) {}
   void run_and_dispose(FutureStateBase& state) noexcept override {
-    run(static_cast<FutureState<T>&>(state), cb_);
+    run(static_cast<FutureState<T>&>(state), cb_, std::move(chain_));
     delete this;
   }
-  static void run(FutureState<T>& state, const std::function<void(const Future<T>&)>& cb) noexcept;
+  /// Runs `cb` under `chain`.
+  static void run(FutureState<T>& state, const std::function<void(const Future<T>&)>& cb, ChainRef chain) noexcept;
  private:
   std::function<void(const Future<T>&)> cb_;
+  ChainRef chain_;  // may run and be dropped on the completing thread
 };
 
 }  // namespace detail

@@ -6,6 +6,12 @@
 /// Thread model: a loop belongs to the thread that constructed it. Only
 /// add_callback(), stop() and spawn() may be called from other threads; every other
 /// method throws std::logic_error when called from a thread that does not own the loop.
+///
+/// Every method that registers work (add_callback, call_later, call_at, add_future,
+/// add_handler, spawn) captures the stack contexts active at the call
+/// (stack_context.hpp) and runs the work under them; an exception escaping the work
+/// goes to their ExceptionStackContext handlers, then to the unhandled-exception
+/// report. The loop itself runs with no context active.
 
 #include <chrono>
 #include <cstddef>
@@ -19,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include <fiberloop/detail/context_chain.hpp>
 #include <fiberloop/detail/spin_lock.hpp>
 #include <fiberloop/future.hpp>
 
@@ -47,6 +54,8 @@ class FiberTask {
   virtual void run() = 0;
   /// Completes the fiber's future with `error` (the function threw, or never ran).
   virtual void fail(std::exception_ptr error) noexcept = 0;
+  /// The name given to spawn(), or empty.
+  std::string name;
 };
 }  // namespace detail
 
@@ -141,8 +150,16 @@ class IOLoop {
 
   /// Runs `fn` on a new fiber of this loop; the future completes with its result or
   /// exception. Thread: any (from another thread the fiber starts via add_callback).
+  /// The fiber starts with the stack contexts active here. If `fn` throws and the
+  /// future is dropped without anyone reading the error (result(), exception(),
+  /// wait_for_future), the error goes to the unhandled-exception report when the
+  /// future's last handle goes (LoopClosed excepted).
   template <class F>
   auto spawn(F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>>;
+  /// As spawn(fn), for a fiber named `name`: reports of errors from the fiber, and
+  /// from callbacks it registered, name it.
+  template <class F>
+  auto spawn(std::string name, F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>>;
   /// Starts the loop, runs `fn` on a fiber, stops the loop when `fn` finishes and
   /// returns its result or rethrows its exception. Owner thread, outside fibers.
   template <class F>
@@ -152,8 +169,11 @@ class IOLoop {
   template <class F>
   auto run_sync(F&& fn, std::chrono::nanoseconds timeout) -> std::invoke_result_t<std::decay_t<F>&>;
 
-  /// Where exceptions that escape callbacks go (after stack contexts, if any).
-  /// The default prints the exception's type and message to stderr.
+  /// Where exceptions that escape callbacks go (after stack contexts, if any), and
+  /// errors of fibers nobody retrieved. `where` says what threw ("a callback",
+  /// "a timeout callback", ...) and, when the work came from a named fiber,
+  /// `registered in fiber "name"`. The default prints it with the exception's type
+  /// and message to stderr.
   using UnhandledExceptionHandler = std::function<void(std::exception_ptr error, const std::string& where)>;
   void set_unhandled_exception_handler(UnhandledExceptionHandler handler);
 
@@ -165,6 +185,7 @@ class IOLoop {
 
  private:
   friend struct detail::LoopInternals;
+  struct ChainedCallback;
   struct TimerSlot;
   struct TimerEntry;
   struct HandlerSlot;
@@ -200,6 +221,10 @@ class IOLoop {
   detail::SpinLock callbacks_lock_;
   std::vector<std::function<void()>> pending_callbacks_;
   std::vector<std::function<void()>> running_callbacks_;
+  // The stack contexts of the callbacks registered under some, by index: a callback
+  // registered with none costs no extra space (see add_callback).
+  std::vector<ChainedCallback> pending_chains_;
+  std::vector<ChainedCallback> running_chains_;
   std::atomic<bool> has_callbacks_{false};
 
   // Timeouts: a min-heap of (deadline, id) over slots that own the callbacks.
@@ -213,7 +238,7 @@ class IOLoop {
   // fd handlers, indexed by fd; the generation tells a stale epoll event from a
   // handler re-added for the same fd number.
   std::vector<HandlerSlot> handlers_;
-  std::vector<std::function<void(int, Events)>> removed_handlers_;
+  std::vector<HandlerSlot> removed_handlers_;
   clock::time_point last_poll_{};
 
   std::unique_ptr<detail::FiberDriver> fibers_;

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include <fiberloop/detail/context_chain.hpp>
 #include <fiberloop/future.hpp>
 
 namespace fiberloop {
@@ -36,8 +37,9 @@ class ThreadPoolExecutor {
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
 
   /// Queues `fn` for a worker thread; the future completes with its result or
-  /// exception, on that worker thread. Thread: any. Throws ExecutorShutdown after
-  /// shutdown().
+  /// exception, on that worker thread. `fn` runs under the stack contexts active
+  /// here (its ContextLocal values, and for work it registers, its handlers).
+  /// Thread: any. Throws ExecutorShutdown after shutdown().
   template <class F>
   [[nodiscard]] auto submit(F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>>;
 
@@ -62,8 +64,11 @@ namespace detail {
 template <class F, class R>
 class ExecutorTaskFor final : public ExecutorTask {
  public:
-  ExecutorTaskFor(F fn, Promise<R> promise) : fn_(std::move(fn)), promise_(std::move(promise)) {}
+  template <class G>
+  ExecutorTaskFor(G&& fn, Promise<R> promise)
+      : fn_(std::forward<G>(fn)), promise_(std::move(promise)), chain_(ChainRef::capture_shared()) {}
   void run() noexcept override {
+    ChainScope scope(std::move(chain_));
     try {
       if constexpr (std::is_void_v<R>) {
         fn_();
@@ -79,6 +84,7 @@ class ExecutorTaskFor final : public ExecutorTask {
  private:
   F fn_;
   Promise<R> promise_;
+  ChainRef chain_;  // captured by submit(), released on the worker
 };
 }  // namespace detail
 

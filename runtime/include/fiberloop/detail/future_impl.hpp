@@ -8,15 +8,12 @@ namespace fiberloop {
 namespace detail {
 
 template <class T>
-void CallbackWaiter<T>::run(FutureState<T>& state,
-                            const std::function<void(const Future<T>&)>& cb) noexcept {
+void CallbackWaiter<T>::run(FutureState<T>& state, const std::function<void(const Future<T>&)>& cb,
+                            ChainRef chain) noexcept {
   state.add_ref();
   const Future<T> handle(AdoptState{}, &state);
-  try {
-    cb(handle);
-  } catch (...) {
-    report_unhandled(std::current_exception(), "a Future done callback");
-  }
+  auto call = [&] { cb(handle); };
+  run_in_chain(std::move(chain), call, "a Future done callback");
 }
 
 }  // namespace detail
@@ -30,7 +27,7 @@ void Future<T>::add_done_callback(std::function<void(const Future<T>&)> cb) cons
     w->run_and_dispose(*state_);
     return;
   }
-  detail::CallbackWaiter<T>::run(*state_, cb);
+  detail::CallbackWaiter<T>::run(*state_, cb, detail::ChainRef::capture());
 }
 
 }  // namespace fiberloop

@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <exception>
 #include <mutex>
 #include <new>
 #include <optional>
+#include <string>
 #include <utility>
 
 #include <fiberloop/detail/spin_lock.hpp>
@@ -42,12 +44,21 @@ class Waiter {
 /// Reports an exception that escaped a callback nobody else could take.
 void report_unhandled(std::exception_ptr error, const char* where) noexcept;
 
+/// Before a fiber fails `state` with `error`: if nobody retrieves the error before
+/// the state's last handle goes, report it then (asyncio's "exception was never
+/// retrieved"). LoopClosed is not reported: it is the loop ending, not a bug.
+void watch_unobserved(FutureStateBase& state, const std::exception_ptr& error,
+                      const std::string& fiber_name) noexcept;
+
 class FutureStateBase {
  public:
   FutureStateBase() noexcept = default;
   FutureStateBase(const FutureStateBase&) = delete;
   FutureStateBase& operator=(const FutureStateBase&) = delete;
-  virtual ~FutureStateBase() = default;
+  /// Reports an error nobody retrieved, if watch_unobserved() asked for it.
+  virtual ~FutureStateBase() {
+    if (flags_.load(std::memory_order_relaxed) & kWatched) report_if_unobserved();
+  }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -57,6 +68,8 @@ class FutureStateBase {
   bool done() const noexcept { return phase_.load(std::memory_order_acquire) == kDone; }
   /// Valid once done().
   const std::exception_ptr& error() const noexcept { return error_; }
+  /// Someone has seen the error (Future::result() rethrew it, exception() returned it).
+  void mark_observed() noexcept { flags_.fetch_or(kObserved, std::memory_order_relaxed); }
 
   /// Links `w` unless the state is already done; returns false (w unlinked) if done.
   bool link_waiter(Waiter& w) noexcept;
@@ -80,10 +93,18 @@ class FutureStateBase {
   bool wait_blocking(std::optional<std::chrono::steady_clock::time_point> deadline) noexcept;
 
  private:
+  friend void watch_unobserved(FutureStateBase& state, const std::exception_ptr& error,
+                               const std::string& fiber_name) noexcept;
+  void report_if_unobserved() noexcept;
+
   static constexpr int kEmpty = 0, kClaimed = 1, kDone = 2;
+  static constexpr std::uint8_t kObserved = 1, kWatched = 2;
   std::atomic<int> refs_{1};
   std::atomic<int> phase_{kEmpty};
   SpinLock lock_;
+  // In the padding after lock_: a future costs no more memory for it. Where a watched
+  // error came from is kept aside (it is rare: a fiber failed).
+  std::atomic<std::uint8_t> flags_{0};
   std::exception_ptr error_;
   Waiter* head_ = nullptr;
   Waiter* tail_ = nullptr;

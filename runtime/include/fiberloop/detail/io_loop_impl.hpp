@@ -12,8 +12,9 @@ namespace detail {
 template <class F, class R>
 class FiberTaskFor final : public FiberTask {
  public:
-  FiberTaskFor(F&& fn, Promise<R> promise) : fn_(std::move(fn)), promise_(std::move(promise)) {}
-  FiberTaskFor(const F& fn, Promise<R> promise) : fn_(fn), promise_(std::move(promise)) {}
+  template <class G>
+  FiberTaskFor(G&& fn, Promise<R> promise, FutureStateBase& state)
+      : fn_(std::forward<G>(fn)), promise_(std::move(promise)), state_(state) {}
   void run() override {
     if constexpr (std::is_void_v<R>) {
       fn_();
@@ -23,6 +24,7 @@ class FiberTaskFor final : public FiberTask {
     }
   }
   void fail(std::exception_ptr error) noexcept override {
+    watch_unobserved(state_, error, name);
     try {
       promise_.set_exception(std::move(error));
     } catch (const PromiseAlreadySatisfied&) {
@@ -33,6 +35,7 @@ class FiberTaskFor final : public FiberTask {
  private:
   F fn_;
   Promise<R> promise_;
+  FutureStateBase& state_;  // promise_'s
 };
 
 }  // namespace detail
@@ -48,10 +51,18 @@ void IOLoop::add_future(Future<T> f, std::function<void(Future<T>)> fn) {
 
 template <class F>
 auto IOLoop::spawn(F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>> {
+  return spawn(std::string(), std::forward<F>(fn));
+}
+
+template <class F>
+auto IOLoop::spawn(std::string name, F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>> {
   using R = std::invoke_result_t<std::decay_t<F>&>;
   Promise<R> promise;
   Future<R> result = promise.get_future();
-  spawn_fiber_(std::make_unique<detail::FiberTaskFor<std::decay_t<F>, R>>(std::forward<F>(fn), std::move(promise)));
+  auto task = std::make_unique<detail::FiberTaskFor<std::decay_t<F>, R>>(std::forward<F>(fn), std::move(promise),
+                                                                          *detail::state_of(result));
+  task->name = std::move(name);
+  spawn_fiber_(std::move(task));
   return result;
 }
 

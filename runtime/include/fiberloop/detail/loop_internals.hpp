@@ -17,6 +17,7 @@ struct LoopInternals {
     loop.fibers_ = std::move(driver);
   }
   static const std::shared_ptr<ThreadWakeup>& wakeup(const IOLoop& loop) noexcept { return loop.wakeup_; }
+  static const std::shared_ptr<LoopAnchor>& anchor(const IOLoop& loop) noexcept { return loop.anchor_; }
   static void report(IOLoop& loop, std::exception_ptr error, const char* where) noexcept {
     loop.report(std::move(error), where);
   }
