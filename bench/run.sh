@@ -1,37 +1,80 @@
 #!/usr/bin/env bash
-# The main job: builds what it needs (installing missing Debian packages, as root),
-# then runs the thread-per-request vs fiber-per-request comparison and prints it.
+# The main job: the legacy example served three ways — (a) a thread per connection,
+# (b) a fixed thread pool, (c) fiberloop, a fiber per request on one loop — each in
+# front of the same slow backend (10 ms a request), driven by wrk at 10, 100, 1000
+# and 10000 connections. Builds what it needs (Release, build/bench; installs missing
+# Debian packages, as root), then prints a table and the issue's target checks and
+# writes bench/results/compare.csv plus throughput/p99/peak-RSS plots (PNG).
 #
-#   bash bench/run.sh                   concurrencies 100, 1000, 10000
-#   bash bench/run.sh 500 5000          other concurrencies
+#   bash bench/run.sh                  ~2 minutes: 3 variants x 4 points x 10 s
+#   bash bench/run.sh --duration 30    longer points
+#   bash bench/run.sh --delay-ms 50    slower backend
+#   bash bench/run.sh --unpinned       no taskset (by default the server under test gets
+#                                      CPU 0, wrk and the backend share CPU 1)
+#   bash bench/run.sh --smoke          1 s points at 10 and 100 connections into a temp
+#                                      dir, then checks the CSV (a ctest test runs this)
+#   bash bench/run.sh --demo           the in-process demo (bench/fibers_vs_threads.cpp)
+#   bash bench/run.sh --help           every option (bench/compare/compare.py)
 #
-# Today this is the in-process demo (bench/fibers_vs_threads.cpp): the same ten
-# middle functions, a thread or a fiber per request. The full HTTP comparison of
-# legacy_example/ replaces it when that lands.
+# --bin-dir DIR uses legacy_* binaries already built in DIR and skips installing/building.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libboost-fiber1.81-dev libboost-context1.81-dev
-          libjemalloc-dev libbenchmark-dev)
-missing=()
-for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
-if ((${#missing[@]})); then
-  echo "== installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" > /dev/null
+demo=0
+bin_dir=""
+args=()
+while (($#)); do
+  case $1 in
+    --demo) demo=1; shift ;;
+    --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift 2 ;;
+    --bin-dir=*) bin_dir=${1#--bin-dir=}; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+
+if [[ -z $bin_dir ]]; then
+  packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libboost-fiber1.81-dev libboost-context1.81-dev
+            libjemalloc-dev libbenchmark-dev wrk gnuplot-nox python3)
+  missing=()
+  for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
+  if ((${#missing[@]})); then
+    echo "== installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+  fi
+
+  build_dir=${BUILD_DIR:-$repo/build/bench}
+  mkdir -p "$build_dir"
+  echo "== building (Release) in $build_dir"
+  cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFIBERLOOP_BUILD_TESTS=OFF \
+    > "$build_dir/configure.log" 2>&1 || { cat "$build_dir/configure.log"; exit 1; }
+  if ((demo)); then
+    cmake --build "$build_dir" --target fiberloop_fibers_vs_threads > "$build_dir/build.log" 2>&1 \
+      || { tail -n 60 "$build_dir/build.log"; exit 1; }
+  else
+    targets=(legacy_backend legacy_threads legacy_pool legacy_fibers)
+    # One at a time only when the batch fails: a binary that does not build becomes a
+    # failed variant in the results, not a failed run.
+    if ! cmake --build "$build_dir" --target "${targets[@]}" > "$build_dir/build.log" 2>&1; then
+      for t in "${targets[@]}"; do
+        cmake --build "$build_dir" --target "$t" > "$build_dir/build-$t.log" 2>&1 \
+          || echo "== $t did not build (see $build_dir/build-$t.log): its rows will say failed:missing-binary"
+      done
+    fi
+  fi
+  bin_dir=$build_dir/legacy_example
 fi
 
-build_dir=${BUILD_DIR:-$repo/build/bench}
-echo "== building (Release) in $build_dir"
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DFIBERLOOP_BUILD_TESTS=OFF > /dev/null
-cmake --build "$build_dir" --target fiberloop_fibers_vs_threads > /dev/null
+# wrk, the servers and the backend each need a descriptor per connection (and the
+# servers one more per backend connection): as many as the hard limit allows.
+ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
 
-# Both variants get the same single CPU, so the comparison is core for core.
-pin=()
-if command -v taskset > /dev/null && (($(nproc) > 1)); then pin=(taskset -c 1); fi
-placement="unpinned"
-((${#pin[@]})) && placement="each variant pinned to CPU 1"
-echo "== machine: $(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $placement"
-ulimit -n 65536 2> /dev/null || true
-"${pin[@]}" "$build_dir/bench/fiberloop_fibers_vs_threads" "$@"
+if ((demo)); then
+  # Both demo variants get the same single CPU, so the comparison is core for core.
+  pin=()
+  if command -v taskset > /dev/null && (($(nproc) > 1)); then pin=(taskset -c 1); fi
+  echo "== demo: $(nproc) vCPU, $( ((${#pin[@]})) && echo 'pinned to CPU 1' || echo unpinned)"
+  exec "${pin[@]}" "${BUILD_DIR:-$repo/build/bench}/bench/fiberloop_fibers_vs_threads" "${args[@]}"
+fi
+exec python3 "$repo/bench/compare/compare.py" --bin-dir "$bin_dir" "${args[@]}"

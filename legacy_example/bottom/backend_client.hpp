@@ -1,0 +1,32 @@
+#pragma once
+/// @file
+/// How a top sets up the bottom it links. Each bottom (blocking_backend.cpp,
+/// fiberloop_backend.cpp) defines these two functions and legacy::do_stuff()
+/// (middle/backend.hpp); the middle knows only do_stuff().
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace legacy {
+
+struct BackendConfig {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  /// Limit of every wait of one do_stuff() call: connect, send, and the whole reply.
+  std::chrono::milliseconds timeout{5000};
+  /// Most connections to the backend (so requests in flight); more callers wait
+  /// for one, within `timeout`. 512 carry 50 000 requests/s at 10 ms each.
+  std::size_t max_connections = 512;
+};
+
+/// Where do_stuff() goes. Call once before the first request. Blocking bottom: any
+/// thread, before the serving threads start. Fiberloop bottom: on the loop's thread,
+/// whose fibers then call do_stuff(). Throws BackendError when the host does not resolve.
+void backend_start(const BackendConfig& config);
+
+/// Releases the bottom's shared resources (fiberloop bottom: before its loop is destroyed).
+void backend_stop() noexcept;
+
+}  // namespace legacy

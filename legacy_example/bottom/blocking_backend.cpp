@@ -1,0 +1,198 @@
+// The blocking bottom, as legacy servers have it: a thread takes a kept-alive
+// connection from a shared pool (at most max_connections, like a classic database
+// pool) and blocks on it (Boost.Beast over
+// a plain socket). Every wait has a timeout: for a free connection, the connect
+// (non-blocking, with poll), then each send and receive (SO_SNDTIMEO/SO_RCVTIMEO).
+//
+// Why a pool and not a connection per thread: at 10 000 connections a thread each
+// would need 10 000 backend sockets on top of the 10 000 clients', past the
+// descriptor limit (20 000 here); the fiberloop bottom has the same cap.
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include "../middle/backend.hpp"
+#include "../support/fd_stream.hpp"
+#include "backend_client.hpp"
+
+namespace legacy {
+namespace http = boost::beast::http;
+namespace {
+
+BackendConfig g_config;
+sockaddr_storage g_address{};
+socklen_t g_address_len = 0;
+std::string g_host_header;
+
+struct Connection {
+  int fd = -1;
+  boost::beast::flat_buffer buffer;
+
+  void close() noexcept {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+    buffer.clear();
+  }
+  ~Connection() { close(); }
+};
+
+// Hands connections out first come, first served: a thread that frees one gives it
+// to the longest waiter, so no thread starves while newcomers barge in.
+class Pool {
+ public:
+  /// A connection (not yet connected when fd < 0), or BackendError at the deadline.
+  std::unique_ptr<Connection> acquire(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    if (waiters_.empty()) {
+      if (!idle_.empty()) {
+        std::unique_ptr<Connection> c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+      }
+      if (open_ < g_config.max_connections) {
+        ++open_;
+        return std::make_unique<Connection>();  // connected outside the lock
+      }
+    }
+    Waiter me;
+    waiters_.push_back(&me);
+    if (!me.handed_over.wait_until(lock, deadline, [&] { return me.connection != nullptr; })) {
+      std::erase(waiters_, &me);
+      throw BackendError("no backend connection free within " + std::to_string(g_config.timeout.count()) + " ms");
+    }
+    return std::move(me.connection);
+  }
+  void release(std::unique_ptr<Connection> c) noexcept {
+    std::lock_guard lock(mutex_);
+    if (!waiters_.empty()) {  // a closed one too: the waiter reconnects in its place
+      Waiter* next = waiters_.front();
+      waiters_.pop_front();
+      next->connection = std::move(c);
+      next->handed_over.notify_one();
+    } else if (c->fd >= 0) {
+      idle_.push_back(std::move(c));  // reserved in backend_start: cannot throw
+    } else {
+      --open_;
+    }
+  }
+  void reserve(std::size_t n) { idle_.reserve(n); }
+
+ private:
+  struct Waiter {
+    std::condition_variable handed_over;
+    std::unique_ptr<Connection> connection;
+  };
+  std::mutex mutex_;
+  std::deque<Waiter*> waiters_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  std::size_t open_ = 0;  // idle, lent out, or being handed over
+};
+Pool g_pool;
+
+/// A connection lent by the pool for one call; given back however the call ends.
+class Lease {
+ public:
+  explicit Lease(std::chrono::steady_clock::time_point deadline) : c_(g_pool.acquire(deadline)) {}
+  ~Lease() { g_pool.release(std::move(c_)); }
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  Connection& operator*() const noexcept { return *c_; }
+
+ private:
+  std::unique_ptr<Connection> c_;
+};
+
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+
+int connect_with_timeout() {
+  const int fd = ::socket(g_address.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) throw BackendError(errno_text("backend socket"));
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&g_address), g_address_len) != 0 && errno != EINPROGRESS) {
+    const std::string text = errno_text("connect to backend");
+    ::close(fd);
+    throw BackendError(text);
+  }
+  pollfd p{fd, POLLOUT, 0};
+  int ready;
+  do ready = ::poll(&p, 1, static_cast<int>(g_config.timeout.count()));
+  while (ready < 0 && errno == EINTR);
+  int error = 0;
+  socklen_t len = sizeof error;
+  if (ready == 1) ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+  if (ready != 1 || error != 0) {
+    ::close(fd);
+    throw BackendError(ready == 0 ? std::string("connect to backend: timed out")
+                                  : std::string("connect to backend: ") + std::strerror(error ? error : errno));
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  set_socket_timeouts(fd, g_config.timeout, g_config.timeout);
+  return fd;
+}
+
+}  // namespace
+
+void backend_start(const BackendConfig& config) {
+  g_config = config;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(config.port);
+  if (const int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+    throw BackendError("cannot resolve backend host " + config.host + ": " + ::gai_strerror(rc));
+  std::memcpy(&g_address, found->ai_addr, found->ai_addrlen);
+  g_address_len = found->ai_addrlen;
+  ::freeaddrinfo(found);
+  g_host_header = config.host + ":" + port;
+  g_pool.reserve(config.max_connections);
+}
+
+void backend_stop() noexcept {}
+
+BackendReply do_stuff(const std::string& target) {
+  const Lease lease(std::chrono::steady_clock::now() + g_config.timeout);
+  Connection& c = *lease;
+  for (int attempt = 0;; ++attempt) {
+    const bool reused = c.fd >= 0;
+    if (!reused) c.fd = connect_with_timeout();
+    FdStream stream(c.fd);
+
+    http::request<http::empty_body> request{http::verb::get, target, 11};
+    request.set(http::field::host, g_host_header);
+    request.set(http::field::user_agent, "legacy-example");
+    boost::beast::error_code ec;
+    http::write(stream, request, ec);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1024 * 1024);
+    if (!ec) http::read(stream, c.buffer, parser, ec);
+    if (ec) {
+      c.close();
+      // The backend closed our idle kept-alive connection: one fresh try.
+      const bool stale = reused && attempt == 0 && ec != boost::asio::error::timed_out;
+      if (stale) continue;
+      throw BackendError("backend " + g_host_header + ": " + ec.message());
+    }
+    http::response<http::string_body> response = parser.release();
+    if (!response.keep_alive()) c.close();
+    return {static_cast<int>(response.result_int()), std::move(response.body())};
+  }
+}
+
+}  // namespace legacy

@@ -1,0 +1,97 @@
+// The fiberloop bottom: do_stuff() looks as blocking as before, but waits with
+// wait_for_future() on an HttpClient fetch, so only the calling fiber is suspended
+// and the loop serves the other requests meanwhile. One HttpClient (a pool of
+// kept-alive connections) for the loop; at most max_connections fetches in flight.
+#include <deque>
+#include <memory>
+
+#include <fiberloop/fiberloop.hpp>
+
+#include "../middle/backend.hpp"
+#include "backend_client.hpp"
+
+namespace legacy {
+namespace {
+
+struct State {
+  explicit State(const BackendConfig& c)
+      : config(c), base_url("http://" + c.host + ":" + std::to_string(c.port)), client(client_options(c)) {}
+
+  static fiberloop::HttpClientOptions client_options(const BackendConfig& c) {
+    fiberloop::HttpClientOptions options;
+    options.max_idle_per_host = c.max_connections;  // every connection in use may go back to the pool
+    return options;
+  }
+
+  BackendConfig config;
+  std::string base_url;
+  fiberloop::HttpClient client;
+  // Turns to fetch cap the sockets (the process's descriptors are shared with the
+  // clients' connections). A finished fetch hands its turn to the longest waiter
+  // (FIFO): a newcomer cannot barge in, so no request starves behind later ones.
+  std::size_t in_flight = 0;
+  std::deque<fiberloop::Promise<void>*> waiting;
+};
+std::unique_ptr<State> g_state;  // the loop thread's (every call below runs on it)
+
+class Turn {
+ public:
+  Turn(State& s, std::chrono::steady_clock::time_point deadline) : s_(s) {
+    if (s_.in_flight < s_.config.max_connections && s_.waiting.empty()) {
+      ++s_.in_flight;
+      return;
+    }
+    fiberloop::Promise<void> handed;
+    auto turn = handed.get_future();
+    s_.waiting.push_back(&handed);
+    try {
+      fiberloop::wait_for_future(turn, deadline - std::chrono::steady_clock::now());
+    } catch (const fiberloop::Error&) {  // TimeoutError, LoopClosed
+      if (turn.done()) return;  // handed over just as the wait ended: ours after all
+      std::erase(s_.waiting, &handed);
+      throw;
+    }
+  }
+  ~Turn() {
+    if (s_.waiting.empty()) {
+      --s_.in_flight;
+      return;
+    }
+    fiberloop::Promise<void>* next = s_.waiting.front();
+    s_.waiting.pop_front();
+    next->set_value();
+  }
+  Turn(const Turn&) = delete;
+  Turn& operator=(const Turn&) = delete;
+
+ private:
+  State& s_;
+};
+
+}  // namespace
+
+void backend_start(const BackendConfig& config) { g_state = std::make_unique<State>(config); }
+
+void backend_stop() noexcept { g_state.reset(); }
+
+BackendReply do_stuff(const std::string& target) {
+  State& s = *g_state;
+  const auto deadline = std::chrono::steady_clock::now() + s.config.timeout;
+  try {
+    Turn turn(s, deadline);
+    fiberloop::FetchOptions options;
+    options.connect_timeout = s.config.timeout;
+    options.request_timeout = deadline - std::chrono::steady_clock::now();
+    // The fetch's request_timeout fires first; this limit only guards against a
+    // fetch that would never complete.
+    fiberloop::HttpResponse response = fiberloop::wait_for_future(s.client.fetch(s.base_url + target, options),
+                                                                  s.config.timeout + std::chrono::seconds(1));
+    return {response.status, std::move(response.body)};
+  } catch (const fiberloop::Error& e) {  // TimeoutError, StreamClosed, a malformed reply
+    throw BackendError("backend " + s.base_url + ": " + e.what());
+  } catch (const std::system_error& e) {  // refused, reset
+    throw BackendError("backend " + s.base_url + ": " + e.what());
+  }
+}
+
+}  // namespace legacy

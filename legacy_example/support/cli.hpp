@@ -1,0 +1,37 @@
+#pragma once
+/// @file
+/// What every legacy_example program does the same way at start: flags, the
+/// `listening on` line, and SIGINT/SIGTERM as a file descriptor. No fiberloop here.
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+
+namespace legacy {
+
+/// The flags of docs/legacy-example.md; each program accepts a subset.
+struct Flags {
+  std::string host = "127.0.0.1";  ///< --host: where to listen
+  std::uint16_t port = 0;          ///< --port: 0 picks a free port
+  std::string backend_host;        ///< --backend HOST:PORT
+  std::uint16_t backend_port = 0;
+  int threads = 200;               ///< --threads (the pool)
+  int delay_ms = 10;               ///< --delay-ms (the backend)
+};
+
+/// Parses `--name VALUE` and `--name=VALUE` for the names in `allowed` ("host", "port",
+/// "backend", "threads", "delay-ms"). A bad, unknown or missing flag (--backend is
+/// required when allowed) prints the problem and `usage` to stderr and exits 1;
+/// --help prints usage and exits 0.
+Flags parse_flags(int argc, char** argv, std::initializer_list<std::string_view> allowed, std::string_view usage);
+
+/// Prints the one line the harness waits for, `listening on HOST:PORT`, and flushes.
+void announce_listening(const std::string& host, std::uint16_t port);
+
+/// Blocks SIGINT and SIGTERM in the calling thread (threads started later inherit
+/// that) and returns a signalfd that becomes readable when one arrives. Call it
+/// first in main, before any thread exists. Exits 1 with a message on failure.
+int stop_signal_fd();
+
+}  // namespace legacy

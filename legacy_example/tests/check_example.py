@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Tests of legacy_example (run by ctest; python3 standard library only).
+
+  check_example.py middle --source DIR --link-info FILE
+      The middle is plain C++ shared unchanged: no file of middle/ includes a fiberloop
+      header (or a top's or bottom's), legacy_middle links no fiberloop library, every
+      variant links legacy_middle and compiles no middle source itself, and each middle
+      function has the same machine-code size in every binary as in the archive.
+
+  check_example.py serve --bin-dir DIR
+      Each variant starts on port 0 in front of a real backend, answers /order with
+      byte-identical 200s (HTTP/1.1 keep-alive, HTTP/1.0 keep-alive, Connection: close),
+      404/400 for bad requests, 502 when the backend is down, refuses bad flags with
+      exit 1, and exits 0 on SIGTERM with a connection open.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VARIANTS = ["legacy_threads", "legacy_pool", "legacy_fibers"]
+# The middle's functions, handle_request -> func1 ... func10 (middle/order.hpp).
+MIDDLE_FUNCTIONS = ["legacy::handle_request", "legacy::detail::parse_target", "legacy::detail::route",
+                    "legacy::detail::validate_params", "legacy::detail::quote_order",
+                    "legacy::detail::build_cart", "legacy::detail::price_cart", "legacy::detail::check_stock",
+                    "legacy::detail::fetch_inventory", "legacy::detail::checked_get",
+                    "legacy::detail::call_backend"]
+FORBIDDEN_LINKS = {"fiberloop", "fiberloop::fiberloop", "fiberloop_adapters", "fiberloop_fibers",
+                   "fiberloop_runtime", "Boost::fiber", "Boost::context"}
+
+failures = []
+checks = [0]
+
+
+def check(condition, message):
+    checks[0] += 1
+    if not condition:
+        failures.append(message)
+        print(f"FAIL: {message}", flush=True)
+    return condition
+
+
+# ---- middle -------------------------------------------------------------------------
+
+def function_sizes(path):
+    """{function name: size} of the middle's functions defined in an object, archive or binary."""
+    out = subprocess.run(["nm", "-C", "-S", "--defined-only", str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    sizes = {}
+    for line in out.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) != 4 or parts[2] not in "tT":
+            continue
+        name = parts[3]  # with its parameters, and " [clone .cold]" for a split-off part
+        if name.split("(")[0] in MIDDLE_FUNCTIONS:
+            sizes.setdefault(name, set()).add(int(parts[1], 16))
+    return sizes
+
+
+def run_middle(args):
+    middle = Path(args.source) / "middle"
+    include = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
+    files = sorted(p for p in middle.rglob("*") if p.is_file())
+    check(len(files) >= 5, f"expected the middle's sources in {middle}, found {len(files)} files")
+    for path in files:
+        for header in include.findall(path.read_text(errors="replace")):
+            check("fiberloop" not in header, f"{path} includes {header}: the middle must not know fiberloop")
+            check(not re.search(r"(^|/)(top|bottom|support)/", header),
+                  f"{path} includes {header}: the middle must not reach into a top or a bottom")
+
+    info = dict(line.split("=", 1) for line in Path(args.link_info).read_text().splitlines() if "=" in line)
+    middle_links = set(filter(None, info["middle_links"].split(";")))
+    check(not middle_links & FORBIDDEN_LINKS,
+          f"legacy_middle links {sorted(middle_links & FORBIDDEN_LINKS)}: it must not depend on fiberloop")
+    archive = Path(info["middle_archive"])
+    archive_sizes = function_sizes(archive)
+    for name in MIDDLE_FUNCTIONS:
+        check(any(k.startswith(name + "(") for k in archive_sizes), f"{archive} does not define {name}")
+    for name, size in archive_sizes.items():
+        check(len(size) == 1, f"{archive} defines {name} more than once: {sorted(size)}")
+
+    for variant in VARIANTS:
+        links = info[f"{variant}_links"].split(";")
+        check("legacy_middle" in links, f"{variant} does not link legacy_middle (links: {links})")
+        sources = [s for s in info[f"{variant}_sources"].split(";") if s]
+        own_middle = [s for s in sources if "middle/" in s.replace("\\", "/")]
+        check(not own_middle, f"{variant} compiles middle sources itself: {own_middle}")
+        binary = Path(info[f"{variant}_file"])
+        sizes = function_sizes(binary)
+        check(sizes == archive_sizes,
+              f"{variant}: the middle's functions differ from legacy_middle's (name: sizes): "
+              f"{ {k: sorted(v) for k, v in sizes.items() if archive_sizes.get(k) != v} } vs "
+              f"{ {k: sorted(v) for k, v in archive_sizes.items() if sizes.get(k) != v} }")
+
+
+# ---- serve --------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, argv, name):
+        self.name = name
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()  # the program prints this line once ready
+        match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"{name}: expected 'listening on 127.0.0.1:<port>', got {line!r} "
+                               f"(stderr: {self.proc.stderr.read()[:300]!r})")
+        self.port = int(match.group(1))
+
+    def terminate(self, timeout=5.0):
+        """SIGTERM; returns the exit code (None if it had to be killed)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+
+
+def read_response(sock, buffer):
+    """One HTTP response (bytes) from sock; returns (response, rest of the buffer)."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a full header: {buffer[:200]!r}")
+        buffer += chunk
+    head_end = buffer.index(b"\r\n\r\n") + 4
+    length = re.search(rb"\r\ncontent-length:\s*(\d+)", buffer[:head_end], re.I)
+    total = head_end + (int(length.group(1)) if length else 0)
+    while len(buffer) < total:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed in the body")
+        buffer += chunk
+    return buffer[:total], buffer[total:]
+
+
+def exchange(port, requests):
+    """Sends the requests one after another on one connection; returns the raw responses."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        responses, buffer = [], b""
+        for request in requests:
+            sock.sendall(request)
+            response, buffer = read_response(sock, buffer)
+            responses.append(response)
+        return responses
+
+
+def get(target, version="1.1", extra=""):
+    return f"GET {target} HTTP/{version}\r\nHost: test\r\n{extra}\r\n".encode()
+
+
+def status_of(response):
+    return int(response.split(b" ", 2)[1])
+
+
+def body_of(response):
+    return response.split(b"\r\n\r\n", 1)[1]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_variant(variant, binary, backend_port):
+    server = Server([str(binary), "--port", "0", "--backend", f"127.0.0.1:{backend_port}"], variant)
+    answers = {}
+    idle = None
+    try:
+        first, second = exchange(server.port, [get("/order?customer=42&items=3"), get("/order?customer=7")])
+        answers["order"] = first
+        check(status_of(first) == 200, f"{variant}: /order?customer=42&items=3 -> {first[:60]!r}")
+        if status_of(first) == 200:
+            quote = json.loads(body_of(first))
+            check(quote["customer"]["id"] == 42 and len(quote["lines"]) == 3,
+                  f"{variant}: quote for customer 42 with 3 items expected, got {quote}")
+            check(quote["total_cents"] == quote["subtotal_cents"] - quote["discount_cents"] + quote["tax_cents"],
+                  f"{variant}: total does not add up: {quote}")
+            check(b"\r\nContent-Type: application/json\r\n" in first, f"{variant}: not JSON: {first[:200]!r}")
+        check(status_of(second) == 200 and len(json.loads(body_of(second))["lines"]) == 3,
+              f"{variant}: second request on the kept-alive connection (items default 3): {second[:200]!r}")
+
+        (http10,) = exchange(server.port, [get("/order?customer=42&items=3", "1.0", "Connection: keep-alive\r\n")])
+        answers["http1.0"] = http10
+        check(b"\r\nConnection: keep-alive\r\n" in http10, f"{variant}: HTTP/1.0 keep-alive not kept: {http10[:200]!r}")
+        (closing,) = exchange(server.port, [get("/order?customer=42&items=3", extra="Connection: close\r\n")])
+        answers["close"] = closing
+        check(b"\r\nConnection: close\r\n" in closing, f"{variant}: Connection: close not honoured: {closing[:200]!r}")
+
+        bad = {"/nope": 404, "/order/x?customer=1": 404, "/order?customer=abc": 400, "/order": 400,
+               "/order?customer=1&items=21": 400, "/order?customer=0": 400, "/order?customer=%zz": 400,
+               "/order?customer=1&customer=2": 400}
+        responses = exchange(server.port, [get(t) for t in bad] + [
+            b"POST /order?customer=1 HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\n\r\n"])
+        for (target, want), response in zip(list(bad.items()) + [("POST /order", 404)], responses):
+            check(status_of(response) == want, f"{variant}: {target} -> {status_of(response)}, want {want}")
+            check(b"error" in body_of(response), f"{variant}: {target}: no error message in {response[:200]!r}")
+
+        idle = socket.create_connection(("127.0.0.1", server.port), timeout=5)  # open across the stop
+    finally:
+        rc = server.terminate()
+        if idle:
+            idle.close()
+    check(rc == 0, f"{variant}: exit code {rc} after SIGTERM with a connection open, want 0")
+    return answers
+
+
+def run_serve(args):
+    bin_dir = Path(args.bin_dir).resolve()
+    backend = Server([str(bin_dir / "legacy_backend"), "--port", "0", "--delay-ms", "1"], "legacy_backend")
+    try:
+        answers = {}
+        for variant in VARIANTS:
+            try:
+                answers[variant] = check_variant(variant, bin_dir / variant, backend.port)
+            except (OSError, RuntimeError, ValueError) as e:
+                check(False, f"{variant}: {type(e).__name__}: {e}")
+        # Every variant's answers are the same bytes.
+        reference = answers.get("legacy_threads", {})
+        for variant, got in answers.items():
+            for key, response in got.items():
+                check(response == reference.get(key),
+                      f"{variant} answers {key} differently from legacy_threads:\n  {response!r}\n  "
+                      f"{reference.get(key)!r}")
+
+        down = free_port()  # nothing listens there: the bottom's failure becomes a 502
+        for variant in VARIANTS:
+            server = Server([str(bin_dir / variant), "--port", "0", "--backend", f"127.0.0.1:{down}"], variant)
+            try:
+                (response,) = exchange(server.port, [get("/order?customer=1")])
+                check(status_of(response) == 502, f"{variant}: backend down -> {response[:80]!r}, want 502")
+            finally:
+                check(server.terminate() == 0, f"{variant}: no clean exit after the 502 test")
+            for bad in (["--port"], ["--port", "70000", "--backend", "127.0.0.1:1"], ["--bogus", "1"],
+                        ["--port", "0"]):
+                rc = subprocess.run([str(bin_dir / variant), *bad], capture_output=True, timeout=5).returncode
+                check(rc == 1, f"{variant} {' '.join(bad)}: exit code {rc}, want 1")
+    finally:
+        check(backend.terminate() == 0, "legacy_backend: no clean exit on SIGTERM")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("middle")
+    m.add_argument("--source", required=True)
+    m.add_argument("--link-info", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--bin-dir", required=True)
+    args = ap.parse_args()
+    started = time.monotonic()
+    (run_middle if args.command == "middle" else run_serve)(args)
+    print(f"{args.command}: {checks[0]} checks, {len(failures)} failure(s) in {time.monotonic() - started:.1f} s", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
