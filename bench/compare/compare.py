@@ -31,7 +31,8 @@ PATH = "/order?customer=42&items=3"
 # One row per variant x concurrency; "NA" where a failed point could not measure.
 COLUMNS = ["variant", "concurrency", "duration_s", "placement", "status", "requests", "req_per_s",
            "p50_ms", "p99_ms", "max_ms", "connect_errors", "read_errors", "write_errors",
-           "timeout_errors", "non_2xx", "served_conns", "peak_rss_kib", "cpu_s_per_1k_req"]
+           "timeout_errors", "non_2xx", "served_conns", "peak_rss_kib", "cpu_s_per_1k_req",
+           "ctx_switches_per_req"]
 NUMERIC_COLUMNS = COLUMNS[5:]
 NA = "NA"
 
@@ -63,29 +64,44 @@ def _start(cmd, log_path, stdout_path=None):
     return proc
 
 
+def _reap(proc, timeout_s):
+    """Waits for proc like Popen.wait, but with wait4, keeping its resource usage (all
+    its threads, ended ones too) in proc.rusage. Returns False on timeout."""
+    if proc.returncode is not None:
+        return True
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped elsewhere (Popen.poll)
+            proc.poll()
+            return True
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.rusage = usage
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+
+
 def stop(proc, deadline_s=3.0):
     """TERM, then KILL after the deadline. Returns True when TERM was enough."""
     if proc is None:
         return True
     graceful = True
-    if proc.poll() is None:
+    if proc.returncode is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        try:
-            proc.wait(timeout=deadline_s)
-        except subprocess.TimeoutExpired:
-            graceful = False
+        graceful = _reap(proc, deadline_s)
     # KILL the group even after a clean exit: nothing it forked may outlive it.
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    _reap(proc, 10)
     if proc in _live:
         _live.remove(proc)
     return graceful
@@ -350,6 +366,12 @@ def run_point(setup, variant, conc, progress):
     finally:
         if not stop(server, args.stop_deadline):
             log(f"\n   note: {variant} c={conc} did not exit within {args.stop_deadline:g} s of SIGTERM: killed")
+        # Context switches of every thread the server ever had (wait4), startup and stop
+        # included: the per-request cost of waking a blocked thread versus a fiber.
+        usage = getattr(server, "rusage", None)
+        requests = num(row, "requests")
+        if usage is not None and requests:
+            row["ctx_switches_per_req"] = f"{(usage.ru_nvcsw + usage.ru_nivcsw) / requests:.2f}"
         # A fresh backend per point too: nothing left over from the previous server's connections.
         stop(setup.backend, args.stop_deadline)
         setup.backend = None
@@ -392,7 +414,7 @@ def cell(value, digits=1):
 
 def print_table(rows):
     head = ["variant", "conns", "req/s", "p50 ms", "p99 ms", "max ms", "err c/r/w/t", "non-2xx", "served",
-            "peak RSS MiB", "CPU s/1k req", "status"]
+            "peak RSS MiB", "CPU s/1k req", "ctx sw/req", "status"]
     lines = []
     for row in rows:
         errs = "/".join(str(row[k]) for k in ("connect_errors", "read_errors", "write_errors",
@@ -402,7 +424,8 @@ def print_table(rows):
                       cell(num(row, "p50_ms"), 2), cell(num(row, "p99_ms"), 2), cell(num(row, "max_ms"), 1),
                       errs, str(row["non_2xx"]), cell(num(row, "served_conns"), 0),
                       cell(None if rss is None else rss / 1024, 1),
-                      cell(num(row, "cpu_s_per_1k_req"), 3), row["status"]])
+                      cell(num(row, "cpu_s_per_1k_req"), 3), cell(num(row, "ctx_switches_per_req"), 2),
+                      row["status"]])
     widths = [max(len(r[i]) for r in [head, *lines]) for i in range(len(head))]
     left = {0, len(head) - 1}
 
@@ -503,9 +526,12 @@ def make_plots(out_dir, rows, variants, setup_text):
     present = {m: [] for m in metrics}
     for variant in variants:
         for metric, conv in metrics.items():
-            points = [(int(r["concurrency"]), num(r, metric)) for r in rows if r["variant"] == variant]
-            points = [(c, conv(v)) for c, v in sorted(points) if v is not None]
-            (data_dir / f"{metric}-{variant}.dat").write_text("".join(f"{c} {v}\n" for c, v in points))
+            # Third column: 1 where the point failed, which the plot circles (a starved
+            # pool's p99 looks fine: it only counts the connections it served).
+            points = [(int(r["concurrency"]), num(r, metric), int(r["status"] != "ok"))
+                      for r in rows if r["variant"] == variant]
+            points = [(c, conv(v), f) for c, v, f in sorted(points) if v is not None]
+            (data_dir / f"{metric}-{variant}.dat").write_text("".join(f"{c} {v} {f}\n" for c, v, f in points))
             if points:
                 present[metric].append(variant)
     if not shutil.which("gnuplot"):
@@ -592,7 +618,8 @@ def main(argv):
         f"({', '.join(map(str, args.concurrencies))}), {args.duration} s each "
         f"(~{len(points) * args.duration} s of wrk), backend delay {args.delay_ms} ms")
     log(f"== {setup.placement()}; wrk -t{args.wrk_threads} --timeout {args.wrk_timeout}s; "
-        f"open files {fd_limit}; {os.cpu_count()} CPUs")
+        f"open files {fd_limit}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
+        f"(other work on the machine skews every number)")
     log(f"== binaries: {setup.bin_dir}; output: {out_dir}")
 
     rows, notes = [], []
@@ -622,7 +649,7 @@ def main(argv):
         stop_all()
 
     log(f"\n== results ({time.monotonic() - started:.0f} s; {setup.placement()}; "
-        f"{args.duration} s per point; provisional on a shared machine)")
+        f"{args.duration} s per point)")
     print_table(rows)
     for note in notes:
         log(f"  {note}")

@@ -1,7 +1,8 @@
 # Plots of bench/compare/compare.py's results, one line per variant, log x.
 # Called by compare.py with -e "datadir=...; outdir=...; setup=...; v_req_per_s='a b'; v_p99_ms=...; v_peak_rss_kib=..."
 # (the v_* lists name the variants that have data for that metric; empty skips the plot).
-# Data files: <datadir>/<metric>-<variant>.dat, two columns: concurrency, value.
+# Data files: <datadir>/<metric>-<variant>.dat, three columns: concurrency, value, failed (0/1).
+# A failed point (see the CSV's status) is circled: its numbers cover only what was served.
 
 if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
   set terminal pngcairo size 900,560 font "sans,11"
@@ -20,7 +21,9 @@ if (strlen(v_req_per_s) > 0) {
   set title "Throughput\n".setup
   set ylabel "requests/s"
   set yrange [0:*]
-  plot for [v in v_req_per_s] datadir."/req_per_s-".v.".dat" using 1:2 title v lw 2 pt 7
+  plot for [v in v_req_per_s] datadir."/req_per_s-".v.".dat" using 1:2 title v lw 2 pt 7, \
+       for [v in v_req_per_s] datadir."/req_per_s-".v.".dat" using 1:($3 > 0 ? $2 : 1/0) \
+           with points pt 6 ps 3 lw 2 lc rgb "red" title (v eq word(v_req_per_s, 1) ? "failed point" : "")
 }
 
 if (strlen(v_p99_ms) > 0) {
@@ -29,7 +32,9 @@ if (strlen(v_p99_ms) > 0) {
   set ylabel "ms (log)"
   set autoscale y
   set logscale y 10
-  plot for [v in v_p99_ms] datadir."/p99_ms-".v.".dat" using 1:2 title v lw 2 pt 7
+  plot for [v in v_p99_ms] datadir."/p99_ms-".v.".dat" using 1:2 title v lw 2 pt 7, \
+       for [v in v_p99_ms] datadir."/p99_ms-".v.".dat" using 1:($3 > 0 ? $2 : 1/0) \
+           with points pt 6 ps 3 lw 2 lc rgb "red" title (v eq word(v_p99_ms, 1) ? "failed point" : "")
 }
 
 if (strlen(v_peak_rss_kib) > 0) {
@@ -38,6 +43,8 @@ if (strlen(v_peak_rss_kib) > 0) {
   set ylabel "MiB (log)"
   set autoscale y
   set logscale y 10
-  plot for [v in v_peak_rss_kib] datadir."/peak_rss_kib-".v.".dat" using 1:2 title v lw 2 pt 7
+  plot for [v in v_peak_rss_kib] datadir."/peak_rss_kib-".v.".dat" using 1:2 title v lw 2 pt 7, \
+       for [v in v_peak_rss_kib] datadir."/peak_rss_kib-".v.".dat" using 1:($3 > 0 ? $2 : 1/0) \
+           with points pt 6 ps 3 lw 2 lc rgb "red" title (v eq word(v_peak_rss_kib, 1) ? "failed point" : "")
 }
 set output
