@@ -333,20 +333,17 @@ LoopFibers::~LoopFibers() {
 }
 
 void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
-  auto* record = new FiberRecord(loop_, *this, std::move(task), next_id_++);
   // The fiber starts with its spawner's contexts (switching() makes them active). A
   // name node names it in reports; an unnamed fiber spawned by a named one gets an
   // empty one, so its errors are not blamed on its spawner.
-  ContextNode* chain = tls_active_chain;
-  if (!record->task->name.empty() || fiber_name_of(chain)) {
-    ContextNode* named = new_fiber_name_node(record->task->name);
-    if (chain) chain->add_ref();
-    adopt_parent(named, chain);
-    chain = named;
-  } else if (chain) {
-    chain->add_ref();
+  ChainRef chain = ChainRef::capture();
+  if (!task->name.empty() || fiber_name_of(chain.get())) {
+    ContextNode* named = new_fiber_name_node(task->name);
+    adopt_parent(named, chain.release());
+    chain = ChainRef::adopt(named);
   }
-  record->locals.chain = chain;
+  auto* record = new FiberRecord(loop_, *this, std::move(task), next_id_++);
+  record->locals.chain = chain.release();
   record->next_live = live_head_;
   if (live_head_) live_head_->prev_live = record;
   live_head_ = record;

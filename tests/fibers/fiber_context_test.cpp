@@ -156,6 +156,18 @@ TEST_F(FiberContextTest, FailedFiberFutureDroppedUnreadIsReportedOnce) {
   EXPECT_EQ(reports_.size(), 2u) << "reported more than once";
 }
 
+TEST_F(FiberContextTest, DefaultReportOfAnUnretrievedErrorNamesTypeMessageAndFiber) {
+  ::testing::internal::CaptureStderr();
+  run_in_fiber([&] {
+    (void)loop_.spawn("lost-checkout", [] { throw std::out_of_range("no such cart"); });
+    sleep_for(1ms);
+  });
+  const std::string printed = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(printed.find("std::out_of_range: no such cart"), std::string::npos) << printed;
+  EXPECT_NE(printed.find("fiber \"lost-checkout\""), std::string::npos) << printed;
+  EXPECT_NE(printed.find("without anyone retrieving the error"), std::string::npos) << printed;
+}
+
 TEST_F(FiberContextTest, FailedFiberFutureWhoseErrorWasReadIsNotReported) {
   record_reports();
   run_in_fiber([&] {
