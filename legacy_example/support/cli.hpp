@@ -10,7 +10,7 @@
 
 namespace legacy {
 
-/// The flags of docs/legacy-example.md; each program accepts a subset.
+/// The programs' flags (README, "The main job"); each program accepts a subset.
 struct Flags {
   std::string host = "127.0.0.1";  ///< --host: where to listen
   std::uint16_t port = 0;          ///< --port: 0 picks a free port
