@@ -11,7 +11,7 @@
 #include <boost/fiber/operations.hpp>
 #include <boost/fiber/type.hpp>
 
-#include <fiberloop/detail/loop_internals.hpp>
+#include "loop_internals.hpp"
 
 #if defined(__SANITIZE_THREAD__)
 #include <sanitizer/tsan_interface.h>

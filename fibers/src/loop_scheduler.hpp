@@ -24,11 +24,11 @@
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/scheduler.hpp>
 
-#include <fiberloop/detail/fiber_driver.hpp>
-#include <fiberloop/detail/thread_wakeup.hpp>
 #include <fiberloop/io_loop.hpp>
 
+#include "fiber_driver.hpp"
 #include "fiber_record.hpp"
+#include "thread_wakeup.hpp"
 
 namespace fiberloop::detail {
 

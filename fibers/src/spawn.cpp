@@ -1,9 +1,10 @@
-// IOLoop::spawn_fiber_ lives in the fibers layer: runtime/ declares it, so the loop
-// can offer spawn() and run_sync() without depending on fiber scheduling.
+// IOLoop::spawn_fiber_ is defined here, beside the scheduler it hands fibers to:
+// runtime/ declares it and fibers/ defines it, which is why the two are compiled into
+// one library (fiberloop_core) while their sources keep their include direction.
 
-#include <fiberloop/detail/loop_internals.hpp>
 #include <fiberloop/io_loop.hpp>
 
+#include "loop_internals.hpp"
 #include "loop_scheduler.hpp"
 
 namespace fiberloop {

@@ -1,8 +1,8 @@
 #include <thread>
 
-#include <fiberloop/detail/loop_internals.hpp>
 #include <fiberloop/wait.hpp>
 
+#include "loop_internals.hpp"
 #include "loop_scheduler.hpp"
 
 namespace fiberloop {

@@ -5,8 +5,9 @@
 #include <memory>
 #include <string>
 
-#include <fiberloop/detail/loop_internals.hpp>
 #include <fiberloop/errors.hpp>
+
+#include "loop_internals.hpp"
 
 namespace fiberloop::detail {
 

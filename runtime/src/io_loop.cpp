@@ -6,9 +6,11 @@
 #include <cstdio>
 #include <system_error>
 
-#include <fiberloop/detail/loop_internals.hpp>
+#include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/io_loop.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
+
+#include "loop_internals.hpp"
 
 namespace fiberloop {
 
@@ -495,6 +497,12 @@ ThreadPoolExecutor& IOLoop::blocking_executor() {
   if (!blocking_executor_) blocking_executor_ = std::make_unique<ThreadPoolExecutor>(options_.blocking_threads);
   return *blocking_executor_;
 }
+
+void detail::report_unhandled(IOLoop& loop, std::exception_ptr error, const std::string& where) noexcept {
+  loop.report(std::move(error), where.c_str());
+}
+
+bool detail::loop_closing(const IOLoop& loop) noexcept { return loop.closing_; }
 
 std::size_t IOLoop::live_fibers() const noexcept { return fibers_ ? fibers_->live_fibers() : 0; }
 

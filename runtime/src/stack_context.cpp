@@ -10,8 +10,9 @@
 #include <typeinfo>
 
 #include <fiberloop/detail/future_state.hpp>
-#include <fiberloop/detail/loop_internals.hpp>
 #include <fiberloop/stack_context.hpp>
+
+#include "loop_internals.hpp"
 
 namespace fiberloop {
 

@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <system_error>
 
-#include <fiberloop/detail/thread_wakeup.hpp>
+#include "thread_wakeup.hpp"
 
 namespace fiberloop::detail {
 

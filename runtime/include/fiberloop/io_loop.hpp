@@ -38,6 +38,8 @@ namespace detail {
 class FiberDriver;
 class ThreadWakeup;
 struct LoopInternals;
+void report_unhandled(IOLoop& loop, std::exception_ptr error, const std::string& where) noexcept;
+bool loop_closing(const IOLoop& loop) noexcept;
 
 /// Lets work that may outlive a loop (add_future's callback) reach it only while
 /// it is alive.
@@ -185,6 +187,8 @@ class IOLoop {
 
  private:
   friend struct detail::LoopInternals;
+  friend void detail::report_unhandled(IOLoop&, std::exception_ptr, const std::string&) noexcept;
+  friend bool detail::loop_closing(const IOLoop&) noexcept;
   struct ChainedCallback;
   struct TimerSlot;
   struct TimerEntry;

@@ -49,9 +49,8 @@ class TcpServer {
   /// accept() calls made so far, failed ones included (lets tests see the EMFILE back-off).
   std::size_t accept_attempts() const noexcept;
 
-  struct State;  // internal (adapters/src/tcp_server.cpp)
-
  private:
+  struct State;  // adapters/src/net/tcp_server.cpp
   std::shared_ptr<State> state_;
 };
 

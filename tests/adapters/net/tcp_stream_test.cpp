@@ -15,7 +15,7 @@
 
 #include <fiberloop/fiberloop.hpp>
 
-#include "adapters/tcp_test_support.hpp"
+#include "adapters/net/tcp_test_support.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop {

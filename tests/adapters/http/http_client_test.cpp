@@ -4,7 +4,7 @@
 #include <set>
 #include <thread>
 
-#include "adapters/http_test_support.hpp"
+#include "adapters/http/http_test_support.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop::testing {

@@ -6,7 +6,7 @@
 
 #include <fiberloop/net/http.hpp>
 
-#include "../../adapters/src/http_wire.hpp"
+#include "http/http_wire.hpp"  // adapters/src: private to the adapters
 
 namespace fiberloop {
 namespace {

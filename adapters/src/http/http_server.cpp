@@ -7,7 +7,7 @@
 #include <list>
 #include <system_error>
 
-#include <fiberloop/detail/loop_internals.hpp>
+#include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/net/http_server.hpp>
 #include <fiberloop/net/tcp_server.hpp>
 #include <fiberloop/net/tcp_stream.hpp>
@@ -238,7 +238,7 @@ HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::stri
     throw;
   } catch (...) {
     const std::string where = "the HTTP handler for " + request.method + " " + request.path;
-    LoopInternals::report(loop, std::current_exception(), where.c_str());
+    report_unhandled(loop, std::current_exception(), where);
   }
   // The body names no detail of the failure: that went to the report.
   close = close || stopping;

@@ -12,7 +12,7 @@
 #include <list>
 #include <utility>
 
-#include <fiberloop/detail/loop_internals.hpp>
+#include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/wait.hpp>
 
 #include "socket_util.hpp"
@@ -103,7 +103,7 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
   }
 
   void report_error(std::exception_ptr error) noexcept {
-    detail::LoopInternals::report(*loop, std::move(error), (options.name + " server").c_str());
+    detail::report_unhandled(*loop, std::move(error), options.name + " server");
   }
 
   void run_connection(int fd) {
@@ -121,8 +121,8 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
     } catch (const StreamClosed&) {
       // The peer left or stop() closed the stream: the normal end of a connection.
     } catch (...) {
-      if (!detail::LoopInternals::closing(*loop))
-        detail::LoopInternals::report(*loop, std::current_exception(), (options.name + " connection handler").c_str());
+      if (!detail::loop_closing(*loop))
+        detail::report_unhandled(*loop, std::current_exception(), options.name + " connection handler");
     }
     streams.erase(entry);
   }

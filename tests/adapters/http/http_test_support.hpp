@@ -14,7 +14,7 @@
 #include <fiberloop/net/tcp_server.hpp>
 #include <fiberloop/net/tcp_stream.hpp>
 
-#include "../../adapters/src/http_wire.hpp"
+#include "http/http_wire.hpp"  // adapters/src: private to the adapters
 
 namespace fiberloop::testing {
 

@@ -1,12 +1,14 @@
 #pragma once
-// What the fibers layer may touch inside an IOLoop. Internal.
+// What the fibers layer may touch inside an IOLoop. Private to runtime/ and fibers/
+// (adapters get fiberloop/detail/loop_hooks.hpp).
 
 #include <exception>
 #include <memory>
 
-#include <fiberloop/detail/fiber_driver.hpp>
-#include <fiberloop/detail/thread_wakeup.hpp>
 #include <fiberloop/io_loop.hpp>
+
+#include "fiber_driver.hpp"
+#include "thread_wakeup.hpp"
 
 namespace fiberloop::detail {
 

@@ -2,7 +2,7 @@
 // pipelining, chunked bodies, 100-continue, every error status, handler failures.
 
 #include "support/loop_test.hpp"
-#include "adapters/http_test_support.hpp"
+#include "adapters/http/http_test_support.hpp"
 
 namespace fiberloop::testing {
 namespace {

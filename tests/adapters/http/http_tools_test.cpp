@@ -8,7 +8,7 @@
 #include <fstream>
 #include <set>
 
-#include "adapters/http_test_support.hpp"
+#include "adapters/http/http_test_support.hpp"
 #include "support/loop_test.hpp"
 
 extern char** environ;

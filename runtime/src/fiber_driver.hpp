@@ -1,7 +1,8 @@
 #pragma once
 // The seam between the IOLoop (runtime/) and fiber scheduling (fibers/). The loop
 // owns one driver once a fiber has been spawned on it and calls it once per
-// iteration; runtime/ never depends on fibers/ beyond this interface.
+// iteration; runtime/ reaches fibers/ through this interface and one function,
+// IOLoop::spawn_fiber_ (defined in fibers/src/spawn.cpp).
 
 #include <chrono>
 #include <cstddef>
