@@ -437,8 +437,10 @@ void LoopFibers::close() noexcept {
       } else if (live_count_ == 0) {
         break;
       } else if (wake_in_flight) {
-        std::this_thread::yield();  // another thread is mid-wake: its fiber is coming
-        ++round;
+        // Another thread is mid-wake: its fiber is coming, after a few instructions
+        // of that thread, however long it is preempted. Not a round: giving up here
+        // would orphan a fiber that is about to be ready.
+        std::this_thread::yield();
       } else if (job_waits_ > 0) {
         // Fibers wait for jobs that may use their stacks: sleep until one completes
         // (the job's thread wakes this one). Work handed to the loop meanwhile, such
