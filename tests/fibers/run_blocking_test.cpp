@@ -144,7 +144,7 @@ TEST_F(RunBlockingTest, OnAPlainThreadRunsInline) {
 }
 
 TEST(RunBlockingDestructionTest, LoopDestroyedWhileAPoolThreadRunsTheFibersJob) {
-  std::atomic<bool> job_finished{false};
+  std::atomic<bool> job_started{false}, job_finished{false};
   Future<int> fiber;
   bool saw_closed = false;
   {
@@ -152,6 +152,7 @@ TEST(RunBlockingDestructionTest, LoopDestroyedWhileAPoolThreadRunsTheFibersJob) 
     fiber = loop.spawn([&] {
       try {
         return run_blocking([&] {
+          job_started = true;
           std::this_thread::sleep_for(30ms);
           job_finished = true;
           return 1;
@@ -161,7 +162,9 @@ TEST(RunBlockingDestructionTest, LoopDestroyedWhileAPoolThreadRunsTheFibersJob) 
         throw;
       }
     });
-    loop.run_sync([] { sleep_for(5ms); });
+    loop.run_sync([&] {
+      while (!job_started) sleep_for(1ms);  // running, not queued: queued jobs never run
+    });
   }
   // The job may use the fiber's stack: ~IOLoop let it run to its end before resuming
   // the fiber, whose run_blocking then returned the job's result.
