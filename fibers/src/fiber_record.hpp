@@ -25,10 +25,12 @@ struct ExceptionState {
 };
 
 /// What a context (fiber, main, dispatcher) keeps of the thread's state while it is
-/// switched out: its C++ exception state and its active stack contexts.
+/// switched out: its C++ exception state, its active stack contexts, and how many
+/// Future done callbacks it is inside (tls_done_callback_depth).
 struct FiberLocals {
   ExceptionState exceptions;
   ContextNode* chain = nullptr;  // holds the reference tls_active_chain holds while it runs
+  unsigned done_callback_depth = 0;
 };
 
 /// One suspension of a fiber: whoever wakes it first (completion, timeout, closing

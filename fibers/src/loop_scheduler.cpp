@@ -119,6 +119,8 @@ void LoopScheduler::swap_fiber_locals(context* self, context* next) noexcept {
   // The active stack contexts: a plain pointer swap (the reference moves with it).
   out->chain = tls_active_chain;
   tls_active_chain = in->chain;
+  out->done_callback_depth = tls_done_callback_depth;
+  tls_done_callback_depth = in->done_callback_depth;
 }
 
 // Every context switch on this thread goes through pick_next (Boost resumes what it
@@ -278,9 +280,21 @@ void LoopScheduler::suspend_until(const time_point& deadline) noexcept {
 }
 
 void LoopScheduler::notify() noexcept {
-  // Thread: any. A fiber of this thread sits in Boost's remote-ready queue.
+  // Thread: any. From another thread: a fiber of this thread sits in Boost's
+  // remote-ready queue. From this one: Boost's dispatcher, at thread exit, on every
+  // turn while fibers remain (orphans blocked on a Boost.Fiber primitive): that is no
+  // news, and taking it for a wake would spin the exiting thread until they end.
+  if (tls_scheduler == this) return;
   remote_woken_.store(true, std::memory_order_seq_cst);
   wakeup_->wake();
+}
+
+void LoopScheduler::sleep_until_woken(const IOLoop& loop) noexcept {
+  wakeup_->begin_sleep();  // pairs with notify() and add_callback(): no wake is lost
+  if (!remote_woken_.load(std::memory_order_seq_cst) && !remote_wakes_in_flight() &&
+      !LoopInternals::has_callbacks(loop))
+    wakeup_->sleep_until(time_point::max());
+  wakeup_->end_sleep();
 }
 
 bool LoopScheduler::dispatcher_has_work(time_point now) const noexcept {
@@ -405,9 +419,10 @@ void LoopFibers::unlink(FiberRecord* record) noexcept {
 
 void LoopFibers::close() noexcept {
   if (context::active()->is_context(type::main_context)) {
-    for (int round = 0; round < 1000; ++round) {
+    for (int round = 0; round < 1000;) {
       // Wake every fiber suspended in a fiberloop wait: seeing the loop closing, the
       // wait throws LoopClosed and the fiber unwinds. Repeat for fibers that catch it.
+      // (Fibers waiting for a job that may use their stack are not woken: wait.cpp.)
       for (FiberRecord* r = live_head_; r; r = r->next_live)
         if (r->wait) r->wait->wake();
       const auto now = std::chrono::steady_clock::now();
@@ -416,12 +431,26 @@ void LoopFibers::close() noexcept {
       // longer counts as in flight, or is still counted. Read after, it could finish
       // between the two reads unseen.
       const bool wake_in_flight = scheduler_.remote_wakes_in_flight();
-      if (!has_work(now)) {
-        if (live_count_ == 0 || !wake_in_flight) break;
-        std::this_thread::yield();  // another thread is mid-wake: its fiber is coming
-        continue;
+      if (has_work(now)) {
+        run_pass(now);
+        ++round;
+      } else if (live_count_ == 0) {
+        break;
+      } else if (wake_in_flight) {
+        // Another thread is mid-wake: its fiber is coming, after a few instructions
+        // of that thread, however long it is preempted. Not a round: giving up here
+        // would orphan a fiber that is about to be ready.
+        std::this_thread::yield();
+      } else if (job_waits_ > 0) {
+        // Fibers wait for jobs that may use their stacks: sleep until one completes
+        // (the job's thread wakes this one). Work handed to the loop meanwhile, such
+        // as a job spawning a fiber, would never run: drop it, which fails what waits
+        // for it with LoopClosed (a job waiting for it ends instead of hanging us).
+        LoopInternals::drop_callbacks(loop_);
+        scheduler_.sleep_until_woken(loop_);
+      } else {
+        break;
       }
-      run_pass(now);
     }
   }
   orphan_remaining();
@@ -431,9 +460,9 @@ void LoopFibers::orphan_remaining() noexcept {
   if (live_count_ == 0 && ready_count_ == 0) return;
   if (live_count_ > 0)
     std::fprintf(stderr,
-                 "fiberloop: %zu fiber(s) of a destroyed IOLoop are blocked on something other than a fiberloop "
-                 "wait (a Boost.Fiber mutex, condition variable or channel) and could not be unwound; their next "
-                 "fiberloop wait throws LoopClosed\n",
+                 "fiberloop: %zu fiber(s) of a destroyed IOLoop are blocked on a Boost.Fiber primitive (mutex, "
+                 "condition variable, channel, ...) and cannot be unwound: they keep their stacks, resume if the "
+                 "primitive is signalled, and then their next fiberloop wait throws LoopClosed (see ~IOLoop)\n",
                  live_count_);
   while (FiberRecord* r = live_head_) {
     unlink(r);

@@ -71,6 +71,9 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   /// A fiber of this thread is finishing: the dispatcher must free it. (Boost 1.81's
   /// terminated_is_linked() cannot tell: it is false for the tail of its list.)
   void fiber_finished() noexcept { dispatcher_wanted_ = true; }
+  /// Main context, closing `loop`: sleeps until another thread makes a fiber of this
+  /// thread ready or hands `loop` a callback.
+  void sleep_until_woken(const IOLoop& loop) noexcept;
   /// Wakes from other threads that passed the epoch check but have not yet put
   /// the fiber in Boost's remote-ready queue.
   bool remote_wakes_in_flight() const noexcept { return remote_wakes_in_flight_.load(std::memory_order_acquire) > 0; }
@@ -133,6 +136,11 @@ class LoopFibers final : public FiberDriver {
   void close() noexcept override;
   std::size_t live_fibers() const noexcept override { return live_count_; }
 
+  /// A fiber of this loop, woken by close(), stays suspended until the job it waits
+  /// for ends (wait.cpp); close() waits for it.
+  void job_wait_began() noexcept { ++job_waits_; }
+  void job_wait_ended() noexcept { --job_waits_; }
+
  private:
   friend class LoopScheduler;
   static void run_fiber(FiberRecord* record);
@@ -145,6 +153,7 @@ class LoopFibers final : public FiberDriver {
   std::size_t ready_count_ = 0;
   FiberRecord* live_head_ = nullptr;
   std::size_t live_count_ = 0;
+  std::size_t job_waits_ = 0;
   std::uint64_t next_id_ = 1;
 };
 

@@ -44,6 +44,22 @@ void suspend(FiberRecord& self, FiberWait& wait) noexcept {
   self.wait = nullptr;
 }
 
+/// The fiber's loop is being destroyed while it waits for a ThreadPoolExecutor job,
+/// which may use the fiber's stack: the fiber stays suspended until the job has run,
+/// unwakeable by the closing loop (self.wait stays null), and the loop waits for it.
+void wait_out_job(FiberRecord& self, FutureStateBase& state) noexcept {
+  if (self.fibers) self.fibers->job_wait_began();
+  for (;;) {
+    FiberWait wait;
+    FiberWaiter waiter(wait);
+    if (!state.link_waiter(waiter)) break;
+    context::active()->suspend();
+    state.unlink_waiter(waiter);
+    if (state.done()) break;
+  }
+  if (self.fibers) self.fibers->job_wait_ended();  // null if the loop gave up on us
+}
+
 }  // namespace
 
 void forbid_on_loop_thread(const char* what) {
@@ -55,8 +71,18 @@ void forbid_on_loop_thread(const char* what) {
 }
 
 bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what) {
-  FiberRecord* self = waiting_fiber(what);
-  if (!self) return state.wait_blocking(deadline);
+  forbid_in_done_callback(what);
+  if (deadline == steady_time::max()) deadline.reset();  // a deadline that cannot come
+  FiberRecord* self = FiberRecord::current();
+  if (!self) {
+    forbid_on_loop_thread(what);
+    return state.wait_blocking(deadline);
+  }
+  if (!self->loop || LoopInternals::closing(*self->loop)) {
+    if (!state.job_result()) throw_loop_closed();
+    wait_out_job(*self, state);  // a job started by a fiber that caught LoopClosed, say
+    return true;
+  }
   IOLoop& loop = *self->loop;
   for (;;) {
     FiberWait wait;
@@ -72,12 +98,17 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
     state.unlink_waiter(waiter);  // also waits out a completer still notifying us
     if (deadline && !timed_out) loop.remove_timeout(timer);
     if (state.done()) return true;
-    if (!self->loop || LoopInternals::closing(loop)) throw_loop_closed();
+    if (!self->loop || LoopInternals::closing(loop)) {
+      if (!state.job_result()) throw_loop_closed();
+      wait_out_job(*self, state);
+      return true;
+    }
     if (timed_out) return false;
   }
 }
 
 void sleep_until(steady_time deadline) {
+  forbid_in_done_callback("sleep_for()");
   FiberRecord* self = waiting_fiber("sleep_for()");
   if (!self) {
     std::this_thread::sleep_until(deadline);
@@ -101,18 +132,36 @@ IOLoop* current_fiber_loop() noexcept {
   return self ? self->loop : nullptr;
 }
 
+IOLoop* run_blocking_loop() {
+  forbid_in_done_callback("run_blocking()");
+  FiberRecord* self = FiberRecord::current();
+  if (!self) {
+    forbid_on_loop_thread("run_blocking()");
+    return nullptr;
+  }
+  // A closing loop's pool takes no more jobs: say why, as a wait would.
+  if (!self->loop || LoopInternals::closing(*self->loop)) throw_loop_closed();
+  return self->loop;
+}
+
 void throw_timeout(const char* what, std::chrono::nanoseconds timeout) {
   const auto ms = std::chrono::duration<double, std::milli>(timeout).count();
   throw TimeoutError(std::string(what) + ": timed out after " + std::to_string(ms) + " ms");
 }
 
-void remove_timeout_if_here(IOLoop* loop, TimeoutHandle handle) noexcept {
-  if (LoopInternals::running_here() == loop) {
-    try {
-      loop->remove_timeout(handle);
-    } catch (...) {
-    }
-  }
+void LoopTimeout::start(std::chrono::nanoseconds timeout, std::function<void()> fn) {
+  const steady_time deadline = saturating_add(std::chrono::steady_clock::now(), timeout);
+  if (deadline == steady_time::max()) return;  // never comes: no timer at all
+  IOLoop& loop = IOLoop::current();
+  handle_ = loop.call_at(deadline, std::move(fn));
+  anchor_ = LoopInternals::anchor(loop);
+}
+
+void LoopTimeout::cancel() noexcept {
+  if (!anchor_) return;
+  // Only on the loop's own thread, while it lives; elsewhere the timeout stays and
+  // finds nothing left to do when it runs.
+  if (IOLoop* loop = LoopInternals::alive_on_this_thread(*anchor_)) loop->remove_timeout(handle_);
 }
 
 }  // namespace detail

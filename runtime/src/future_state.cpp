@@ -8,6 +8,17 @@
 
 namespace fiberloop::detail {
 
+constinit thread_local unsigned tls_done_callback_depth = 0;
+
+void throw_wait_in_done_callback(const char* what) {
+  throw BlockingCallError(
+      std::string(what) +
+      " was called inside a Future done callback (add_done_callback(), add_future(), with_timeout()), which runs "
+      "in the middle of completing the future, on whatever thread or fiber completes it: a done callback may not "
+      "wait. Do the waiting in a fiber instead: spawn() one from the callback, or wait for the future in the "
+      "fiber that needs its result.");
+}
+
 namespace {
 // Where the watched errors of live futures came from (failed fibers: rare), by state.
 std::mutex watched_lock;

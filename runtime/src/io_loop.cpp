@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <ctime>
 #include <system_error>
 
 #include <fiberloop/detail/loop_hooks.hpp>
@@ -48,6 +49,48 @@ Events from_epoll(std::uint32_t events) {
   return out;
 }
 
+std::atomic<std::uint32_t> g_last_loop_serial{0};
+
+std::uint32_t next_loop_serial() noexcept {
+  std::uint32_t serial;
+  do {
+    serial = g_last_loop_serial.fetch_add(1, std::memory_order_relaxed) + 1;
+  } while (serial == 0);  // 0 is a default handle's
+  return serial;
+}
+
+int real_epoll_pwait2(int epoll_fd, epoll_event* events, int max_events, const timespec* timeout) {
+  return ::epoll_pwait2(epoll_fd, events, max_events, timeout, nullptr);
+}
+std::atomic<detail::EpollPwait2> g_epoll_pwait2{&real_epoll_pwait2};
+// Set once epoll_pwait2 failed where epoll_wait works: from then on every loop of the
+// process polls with epoll_wait (a failing call would return at once, every iteration,
+// and the loop would spin).
+std::atomic<bool> g_use_epoll_wait{false};
+
+/// Waits for events on `epoll_fd` until `timeout` (null: no limit). Returns what
+/// epoll_pwait2 returns; -1 with EINTR counts as no events.
+int poll_epoll(int epoll_fd, epoll_event* events, int max_events, const timespec* timeout) noexcept {
+  if (!g_use_epoll_wait.load(std::memory_order_relaxed)) {
+    const int n = g_epoll_pwait2.load(std::memory_order_relaxed)(epoll_fd, events, max_events, timeout);
+    if (n >= 0 || errno == EINTR) return n;
+    // ENOSYS (kernels before 5.11), EPERM (a seccomp profile that does not know the
+    // call), or anything else: epoll_wait has done the same since Linux 2.6, at
+    // millisecond resolution.
+  }
+  int ms = -1;
+  if (timeout) {
+    ms = static_cast<int>(std::min<long long>(
+        static_cast<long long>(std::min<std::time_t>(timeout->tv_sec, 1'000'000)) * 1000 +
+            (timeout->tv_nsec + 999'999) / 1'000'000,
+        1'000'000'000));
+  }
+  const int n = ::epoll_wait(epoll_fd, events, max_events, ms);
+  if ((n >= 0 || errno == EINTR) && !g_use_epoll_wait.load(std::memory_order_relaxed))
+    g_use_epoll_wait.store(true, std::memory_order_relaxed);
+  return n;
+}
+
 void default_unhandled_handler(std::exception_ptr error, const std::string& where) {
   std::fprintf(stderr, "fiberloop: unhandled exception in %s: %s\n", where.c_str(),
                detail::describe_exception(error).c_str());
@@ -88,7 +131,10 @@ struct IOLoop::HandlerSlot {
 IOLoop::IOLoop() : IOLoop(Options{}) {}
 
 IOLoop::IOLoop(Options options)
-    : options_(options), wakeup_(detail::ThreadWakeup::for_this_thread()), owner_(&tls_thread_marker) {
+    : options_(options),
+      serial_(next_loop_serial()),
+      wakeup_(detail::ThreadWakeup::for_this_thread()),
+      owner_(&tls_thread_marker) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "fiberloop: epoll_create1()");
   epoll_event ev{};
@@ -113,6 +159,11 @@ IOLoop::~IOLoop() {
     anchor_->loop = nullptr;
   }
   closing_ = true;
+  // Jobs that have not started never will; running ones may use the stacks of the
+  // fibers waiting for them, which LoopFibers::close() keeps until the jobs end.
+  if (blocking_executor_)
+    blocking_executor_->fail_queued(
+        std::make_exception_ptr(LoopClosed("the IOLoop was destroyed before this run_blocking() job started")));
   if (fibers_) fibers_->close();
   drop_pending_work();
   if (blocking_executor_) {
@@ -128,9 +179,9 @@ IOLoop::~IOLoop() {
   if (tls_default_loop == this) tls_default_loop = nullptr;
 }
 
-void IOLoop::drop_pending_work() noexcept {
-  // Destroying a callback can destroy a Promise, whose waiters may queue more
-  // callbacks; repeat until nothing is left.
+bool IOLoop::drop_pending_callbacks() noexcept {
+  bool dropped = false;
+  // Destroying a callback can complete a promise whose callbacks queue more.
   for (int round = 0; round < 100; ++round) {
     std::vector<std::function<void()>> callbacks;
     std::vector<ChainedCallback> chains;
@@ -140,6 +191,17 @@ void IOLoop::drop_pending_work() noexcept {
       chains.swap(pending_chains_);
       has_callbacks_.store(false, std::memory_order_relaxed);
     }
+    if (callbacks.empty()) break;
+    dropped = true;
+  }
+  return dropped;
+}
+
+void IOLoop::drop_pending_work() noexcept {
+  // Destroying a callback can destroy a Promise, whose waiters may queue more
+  // callbacks; repeat until nothing is left.
+  for (int round = 0; round < 100; ++round) {
+    const bool dropped_callbacks = drop_pending_callbacks();
     std::vector<TimerSlot> timers;
     timers.swap(timer_slots_);
     timer_heap_.clear();
@@ -148,7 +210,7 @@ void IOLoop::drop_pending_work() noexcept {
     std::vector<HandlerSlot> handlers;
     handlers.swap(handlers_);
     removed_handlers_.clear();
-    if (callbacks.empty() && timers.empty() && handlers.empty()) return;
+    if (!dropped_callbacks && timers.empty() && handlers.empty()) return;
   }
 }
 
@@ -185,6 +247,19 @@ void IOLoop::check_startable(const char* what) const {
 }
 
 bool detail::LoopInternals::on_owner_thread(const IOLoop& loop) noexcept { return loop.owner_ == &tls_thread_marker; }
+
+bool detail::LoopInternals::hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn) {
+  std::lock_guard lock(anchor.lock);  // the loop cannot be destroyed meanwhile
+  IOLoop* loop = anchor.loop;
+  if (!loop || loop->owner_ == &tls_thread_marker) return false;
+  loop->add_callback(std::move(fn));
+  return true;
+}
+
+IOLoop* detail::LoopInternals::alive_on_this_thread(LoopAnchor& anchor) noexcept {
+  std::lock_guard lock(anchor.lock);
+  return anchor.loop && anchor.loop->owner_ == &tls_thread_marker ? anchor.loop : nullptr;
+}
 IOLoop* detail::LoopInternals::running_here() noexcept { return tls_running_loop; }
 
 void IOLoop::start() {
@@ -262,10 +337,6 @@ void IOLoop::run_callbacks() {
 
 // ---- timeouts ----------------------------------------------------------------
 
-TimeoutHandle IOLoop::call_later(std::chrono::nanoseconds delay, std::function<void()> fn) {
-  return call_at(clock::now() + delay, std::move(fn));
-}
-
 TimeoutHandle IOLoop::call_at(clock::time_point when, std::function<void()> fn) {
   check_owner("call_at");
   std::uint32_t slot;
@@ -282,12 +353,12 @@ TimeoutHandle IOLoop::call_at(clock::time_point when, std::function<void()> fn) 
   timer_slots_[slot].id = id;
   timer_heap_.push_back({when, id, slot});
   std::push_heap(timer_heap_.begin(), timer_heap_.end());
-  return TimeoutHandle(slot, id);
+  return TimeoutHandle(serial_, slot, id);
 }
 
 void IOLoop::remove_timeout(TimeoutHandle handle) {
   check_owner("remove_timeout");
-  if (handle.id_ == 0 || handle.slot_ >= timer_slots_.size()) return;
+  if (handle.loop_ != serial_ || handle.slot_ >= timer_slots_.size()) return;
   TimerSlot& slot = timer_slots_[handle.slot_];
   if (slot.id != handle.id_) return;  // already ran or removed
   std::function<void()> doomed = std::move(slot.fn);
@@ -340,14 +411,23 @@ void IOLoop::add_handler(int fd, Events events, std::function<void(int, Events)>
   if (fd < 0) throw std::system_error(EBADF, std::generic_category(), "IOLoop::add_handler()");
   if (static_cast<std::size_t>(fd) >= handlers_.size()) handlers_.resize(static_cast<std::size_t>(fd) + 1);
   HandlerSlot& slot = handlers_[static_cast<std::size_t>(fd)];
-  if (slot.active)
-    throw std::system_error(EEXIST, std::generic_category(),
-                            "IOLoop::add_handler(fd=" + std::to_string(fd) + "): fd already has a handler; use update_handler()");
   epoll_event ev{};
   ev.events = to_epoll(events);
   ev.data.u64 = (static_cast<std::uint64_t>(slot.generation + 1) << 32) | static_cast<std::uint32_t>(fd);
-  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
-    throw std::system_error(errno, std::generic_category(), "IOLoop::add_handler(fd=" + std::to_string(fd) + ")");
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    const int err = errno;
+    if (err == EEXIST)
+      throw std::system_error(EEXIST, std::generic_category(),
+                              "IOLoop::add_handler(fd=" + std::to_string(fd) + "): fd already has a handler; use update_handler()");
+    throw std::system_error(err, std::generic_category(), "IOLoop::add_handler(fd=" + std::to_string(fd) + ")");
+  }
+  if (slot.active) {
+    // epoll took the fd, so it forgot the one this slot watched: that fd was closed
+    // without remove_handler(), and this is a new file with its number. The stale
+    // handler goes (kept alive until the poll phase ends: it may be running now).
+    removed_handlers_.push_back({std::move(slot.fn), std::move(slot.chain)});
+    slot.fn = nullptr;
+  }
   ++slot.generation;
   slot.fn = std::move(fn);
   slot.chain = detail::ChainRef::capture();
@@ -405,21 +485,17 @@ void IOLoop::poll_io(clock::time_point now) {
       if (next == clock::time_point::max()) {
         timeout.tv_sec = -1;
       } else {
-        auto left = std::max(next - clock::now(), clock::duration::zero());
-        auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
+        // Compared first: a deadline far behind now (time_point::min()) would overflow.
+        const clock::time_point current = clock::now();
+        const clock::duration left = next > current ? next - current : clock::duration::zero();
+        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(left);
         timeout.tv_sec = secs.count();
         timeout.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(left - secs).count();
       }
     }
   }
   epoll_event events[kMaxEventsPerPoll];
-  int n = ::epoll_pwait2(epoll_fd_, events, kMaxEventsPerPoll, timeout.tv_sec < 0 ? nullptr : &timeout, nullptr);
-  if (n < 0 && errno == ENOSYS) {  // kernels before 5.11: millisecond resolution
-    int ms = timeout.tv_sec < 0 ? -1
-                                : static_cast<int>(std::min<long long>(timeout.tv_sec * 1000 + (timeout.tv_nsec + 999'999) / 1'000'000,
-                                                                       1'000'000'000));
-    n = ::epoll_wait(epoll_fd_, events, kMaxEventsPerPoll, ms);
-  }
+  const int n = poll_epoll(epoll_fd_, events, kMaxEventsPerPoll, timeout.tv_sec < 0 ? nullptr : &timeout);
   if (sleeping) wakeup_->end_sleep();
   for (int i = 0; i < n; ++i) {
     const std::uint64_t token = events[i].data.u64;
@@ -488,6 +564,8 @@ void IOLoop::report(std::exception_ptr error, const char* where) noexcept {
   try {
     unhandled_handler_(std::move(error), where);
   } catch (...) {
+    if (detail::handling_forced_unwind()) [[unlikely]]
+      detail::abort_on_forced_unwind("the unhandled-exception handler");
     std::fprintf(stderr, "fiberloop: the unhandled-exception handler threw while reporting an error in %s\n", where);
   }
 }
@@ -503,6 +581,25 @@ void detail::report_unhandled(IOLoop& loop, std::exception_ptr error, const std:
 }
 
 bool detail::loop_closing(const IOLoop& loop) noexcept { return loop.closing_; }
+
+const std::shared_ptr<detail::LoopAnchor>& detail::loop_anchor(const IOLoop& loop) noexcept {
+  return LoopInternals::anchor(loop);
+}
+
+bool detail::on_loop_thread(const IOLoop& loop) noexcept { return LoopInternals::on_owner_thread(loop); }
+
+IOLoop* detail::alive_on_this_thread(LoopAnchor& anchor) noexcept { return LoopInternals::alive_on_this_thread(anchor); }
+
+bool detail::hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn) {
+  return LoopInternals::hand_to_loop_thread(anchor, fn);
+}
+
+void detail::replace_epoll_pwait2_for_testing(EpollPwait2 fn) noexcept {
+  g_epoll_pwait2.store(fn ? fn : &real_epoll_pwait2, std::memory_order_relaxed);
+  g_use_epoll_wait.store(false, std::memory_order_relaxed);
+}
+
+bool detail::polling_with_epoll_wait() noexcept { return g_use_epoll_wait.load(std::memory_order_relaxed); }
 
 std::size_t IOLoop::live_fibers() const noexcept { return fibers_ ? fibers_->live_fibers() : 0; }
 

@@ -3,6 +3,7 @@
 // (adapters get fiberloop/detail/loop_hooks.hpp).
 
 #include <exception>
+#include <functional>
 #include <memory>
 
 #include <fiberloop/io_loop.hpp>
@@ -10,7 +11,18 @@
 #include "fiber_driver.hpp"
 #include "thread_wakeup.hpp"
 
+struct epoll_event;
+struct timespec;
+
 namespace fiberloop::detail {
+
+/// epoll_pwait2() without its signal mask (the loop passes none).
+using EpollPwait2 = int (*)(int epoll_fd, epoll_event* events, int max_events, const timespec* timeout);
+/// For tests: every loop of the process polls with `fn` instead of epoll_pwait2()
+/// (null restores it), and forgets an earlier fallback to epoll_wait().
+void replace_epoll_pwait2_for_testing(EpollPwait2 fn) noexcept;
+/// Whether this process's loops poll with epoll_wait(), epoll_pwait2() having failed.
+bool polling_with_epoll_wait() noexcept;
 
 struct LoopInternals {
   static bool closing(const IOLoop& loop) noexcept { return loop.closing_; }
@@ -24,6 +36,20 @@ struct LoopInternals {
     loop.report(std::move(error), where);
   }
   static bool on_owner_thread(const IOLoop& loop) noexcept;
+  /// The anchor's loop if it is alive and owned by the calling thread (which alone
+  /// may destroy it, so it stays alive while the caller uses it), else null.
+  static IOLoop* alive_on_this_thread(LoopAnchor& anchor) noexcept;
+  /// Off the thread of the anchor's live loop, queues `fn` there (add_callback) and
+  /// returns true: for work on state only the loop's thread may touch. Returns false,
+  /// `fn` untouched, on the loop's thread or once the loop is gone, where the caller
+  /// may do the work itself. Throws what add_callback() throws (`fn` is then lost).
+  static bool hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn);
+  /// Whether callbacks wait to run (Thread: any).
+  static bool has_callbacks(const IOLoop& loop) noexcept {
+    return loop.has_callbacks_.load(std::memory_order_seq_cst);
+  }
+  /// Destroys the queued callbacks unrun (the loop is closing: they would never run).
+  static void drop_callbacks(IOLoop& loop) noexcept { loop.drop_pending_callbacks(); }
   /// The loop whose start() is running on this thread, or null.
   static IOLoop* running_here() noexcept;
   /// Hands over ownership of `loop` if it is this thread's default loop (see

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -109,6 +110,8 @@ void route_from(ContextNode* chain, ContextNode* node, std::exception_ptr error,
     try {
       if (handler->handler(error)) return;
     } catch (...) {
+      if (handling_forced_unwind()) [[unlikely]]
+        abort_on_forced_unwind("an ExceptionStackContext handler");
       error = std::current_exception();  // the handler's own error goes outward instead
     }
   }
@@ -172,6 +175,15 @@ const char* fiber_name_of(const ContextNode* chain) noexcept {
 
 void route_exception(ContextNode* chain, std::exception_ptr error, const char* where) noexcept {
   route_from(chain, chain, std::move(error), where);
+}
+
+void abort_on_forced_unwind(const char* where) noexcept {
+  std::fprintf(stderr,
+               "fiberloop: a fiber was destroyed while suspended inside %s; its stack cannot be unwound through "
+               "the code that ran it. Callbacks and handlers must not suspend their fiber (Boost.Fiber waits "
+               "included). Aborting.\n",
+               where);
+  std::abort();
 }
 
 bool handling_forced_unwind() noexcept {

@@ -45,6 +45,17 @@ void ThreadPoolExecutor::shutdown(bool wait) {
   }
 }
 
+void ThreadPoolExecutor::fail_queued(std::exception_ptr error) noexcept {
+  std::deque<std::unique_ptr<detail::ExecutorTask>> doomed;
+  {
+    std::lock_guard lock(mutex_);
+    shutting_down_ = true;
+    doomed.swap(queue_);
+  }
+  work_available_.notify_all();
+  for (auto& task : doomed) task->fail(error);
+}
+
 void ThreadPoolExecutor::work() noexcept {
   for (;;) {
     std::unique_ptr<detail::ExecutorTask> task;

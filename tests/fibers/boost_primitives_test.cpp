@@ -2,9 +2,13 @@
 // is their scheduler, so they must block only the fiber and wake it on time.
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <string>
 #include <boost/fiber/all.hpp>
 #include <mutex>
 #include <thread>
@@ -368,6 +372,129 @@ TEST_F(BoostPrimitivesTest, BufferedChannelFedFromAnotherThreadWakesTheFiber) {
     EXPECT_EQ(sum, 1LL * kItems * (kItems + 1) / 2);
     EXPECT_GE(ticks, 2) << "the loop stood still while a fiber waited on the channel";
   });
+}
+
+
+// ---- a loop destroyed under fibers blocked on Boost.Fiber primitives (issue 16, item 7)
+
+/// Counts its destructions: RAII on a fiber's stack runs only if the fiber unwinds.
+struct Counted {
+  explicit Counted(int& n) : count(&n) {}
+  ~Counted() { ++*count; }
+  int* count;
+};
+
+constexpr const char* kOrphanReport =
+    "1 fiber(s) of a destroyed IOLoop are blocked on a Boost.Fiber primitive";
+
+// Such a fiber cannot be unwound (see io_loop.hpp, ~IOLoop): it is orphaned, with its
+// stack, and says so. Once the primitive is signalled, it runs on in a later pass of a
+// loop of its thread, and its next fiberloop wait throws LoopClosed.
+TEST(BoostPrimitivesDestructionTest, FiberBlockedOnAChannelIsOrphanedAndEndsWithLoopClosedOnceSignalled) {
+  boost::fibers::buffered_channel<int> channel(2);
+  int unwound = 0, received = 0;
+  bool waited_after = false;
+  Future<void> fiber;
+  ::testing::internal::CaptureStderr();
+  {
+    IOLoop loop;
+    fiber = loop.spawn([&] {
+      Counted guard(unwound);
+      int v = 0;
+      channel.pop(v);
+      received = v;
+      sleep_for(1ms);  // the fiber's loop is gone: throws LoopClosed
+      waited_after = true;
+    });
+    loop.run_sync([] { sleep_for(5ms); });
+  }
+  const std::string report = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(report.find(kOrphanReport), std::string::npos) << report;
+  EXPECT_FALSE(fiber.done());
+  EXPECT_EQ(unwound, 0) << "an orphan keeps its stack as it is";
+
+  ASSERT_EQ(channel.push(5), boost::fibers::channel_op_status::success);  // wakes the orphan
+  IOLoop next;
+  next.run_sync([&] {
+    for (int i = 0; i < 1000 && !fiber.done(); ++i) sleep_for(1ms);
+  });
+  ASSERT_TRUE(fiber.done());
+  EXPECT_EQ(received, 5);
+  EXPECT_FALSE(waited_after);
+  EXPECT_THROW(fiber.result(), LoopClosed);
+  EXPECT_EQ(unwound, 1);
+}
+
+// A fiber blocked on a Boost.Fiber mutex held by a fiber that the loop's destruction
+// unwinds is not orphaned: the unwinding unlocks the mutex, the waiter gets it, and its
+// next fiberloop wait throws LoopClosed, all within ~IOLoop.
+TEST(BoostPrimitivesDestructionTest, FiberBlockedOnAMutexHeldByAnUnwoundFiberUnwindsToo) {
+  boost::fibers::mutex mutex;
+  int unwound = 0;
+  Future<void> holder, waiter;
+  ::testing::internal::CaptureStderr();
+  {
+    IOLoop loop;
+    holder = loop.spawn([&] {
+      Counted guard(unwound);
+      std::unique_lock lock(mutex);
+      sleep_for(1h);
+    });
+    waiter = loop.spawn([&] {
+      Counted guard(unwound);
+      std::unique_lock lock(mutex);
+      sleep_for(1h);
+    });
+    loop.run_sync([] { sleep_for(5ms); });
+  }
+  const std::string report = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(report.find("blocked on a Boost.Fiber primitive"), std::string::npos) << report;
+  EXPECT_EQ(unwound, 2);
+  ASSERT_TRUE(holder.done() && waiter.done());
+  EXPECT_THROW(holder.result(), LoopClosed);
+  EXPECT_THROW(waiter.result(), LoopClosed);
+}
+
+// Boost.Fiber makes a thread's exit wait for its fibers. An orphan that is never
+// signalled would hold the thread at exit; it must wait asleep, not spin. (Before:
+// 100 % CPU for as long as the orphan waited.)
+TEST(BoostPrimitivesDestructionTest, ThreadExitWaitsForAnOrphanAsleep) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "Boost.Fiber's channel unlocks inside uninstrumented libboost_fiber (see below)";
+#endif
+  boost::fibers::buffered_channel<int> channel(2);
+  std::atomic<bool> loop_gone{false};
+  int received = 0;
+  ::testing::internal::CaptureStderr();
+  std::thread owner([&] {
+    {
+      IOLoop loop;
+      (void)loop.spawn([&] {
+        int v = 0;
+        channel.pop(v);
+        received = v;
+      });
+      loop.run_sync([] { sleep_for(5ms); });
+    }
+    loop_gone = true;
+  });
+  testing::wait_until(loop_gone);
+  std::this_thread::sleep_for(20ms);  // the thread is exiting, waiting for the orphan
+  clockid_t clock{};
+  ASSERT_EQ(::pthread_getcpuclockid(owner.native_handle(), &clock), 0);
+  auto cpu_ms = [clock] {
+    timespec now{};
+    ::clock_gettime(clock, &now);
+    return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
+  };
+  const double before = cpu_ms();
+  std::this_thread::sleep_for(200ms);
+  const double used = cpu_ms() - before;
+  ASSERT_EQ(channel.push(3), boost::fibers::channel_op_status::success);  // lets the thread end
+  owner.join();
+  ::testing::internal::GetCapturedStderr();
+  EXPECT_LT(used, 50.0) << "the exiting thread spun while waiting for its orphan";
+  EXPECT_EQ(received, 3);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,8 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::elapsed_ms;
+using testing::signal_when_closing;
+using testing::wait_until;
 
 class RunBlockingTest : public testing::LoopTest {};
 
@@ -141,7 +144,7 @@ TEST_F(RunBlockingTest, OnAPlainThreadRunsInline) {
 }
 
 TEST(RunBlockingDestructionTest, LoopDestroyedWhileAPoolThreadRunsTheFibersJob) {
-  std::atomic<bool> job_finished{false};
+  std::atomic<bool> job_started{false}, job_finished{false};
   Future<int> fiber;
   bool saw_closed = false;
   {
@@ -149,6 +152,7 @@ TEST(RunBlockingDestructionTest, LoopDestroyedWhileAPoolThreadRunsTheFibersJob) 
     fiber = loop.spawn([&] {
       try {
         return run_blocking([&] {
+          job_started = true;
           std::this_thread::sleep_for(30ms);
           job_finished = true;
           return 1;
@@ -158,13 +162,137 @@ TEST(RunBlockingDestructionTest, LoopDestroyedWhileAPoolThreadRunsTheFibersJob) 
         throw;
       }
     });
-    loop.run_sync([] { sleep_for(5ms); });
+    loop.run_sync([&] {
+      while (!job_started) sleep_for(1ms);  // running, not queued: queued jobs never run
+    });
   }
-  // The loop's pool was shut down and joined: the job ran to its end.
+  // The job may use the fiber's stack: ~IOLoop let it run to its end before resuming
+  // the fiber, whose run_blocking then returned the job's result.
   EXPECT_TRUE(job_finished);
-  EXPECT_TRUE(saw_closed);
+  EXPECT_FALSE(saw_closed);
   ASSERT_TRUE(fiber.done());
-  EXPECT_THROW(fiber.result(), LoopClosed);
+  EXPECT_EQ(fiber.result(), 1);
+}
+
+// ---- a fiber's stack outlives its blocking job (issue 16, item 1) ----------------
+
+/// Records, when the fiber unwinds past it, whether the job had finished by then.
+struct UnwindWitness {
+  const std::atomic<bool>& job_finished;
+  bool& finished_when_unwound;
+  ~UnwindWitness() { finished_when_unwound = job_finished.load(); }
+};
+
+TEST(RunBlockingDestructionTest, FiberUnwindsOnlyAfterItsRunningJobFinished) {
+  std::atomic<bool> job_started{false}, job_finished{false}, closing{false};
+  bool finished_when_unwound = false;
+  Future<void> fiber;
+  {
+    IOLoop::Options options;
+    options.pooled_stacks = 0;  // a finished fiber's stack is unmapped at once
+    IOLoop loop(options);
+    signal_when_closing(loop, closing);
+    fiber = loop.spawn([&] {
+      UnwindWitness witness{job_finished, finished_when_unwound};
+      run_blocking([&] {
+        job_started = true;
+        wait_until(closing);                  // ~IOLoop has begun
+        std::this_thread::sleep_for(20ms);  // and would have unwound the fiber by now
+        job_finished = true;
+      });
+    });
+    loop.run_sync([&] {
+      while (!job_started) sleep_for(1ms);
+    });
+  }
+  EXPECT_TRUE(finished_when_unwound) << "the fiber's stack was unwound while its run_blocking job still ran";
+  ASSERT_TRUE(fiber.done());
+  // The job finished before the fiber resumed: run_blocking returned its result and
+  // the fiber ended normally (a later wait would have thrown LoopClosed).
+  EXPECT_NO_THROW(fiber.result());
+}
+
+// The issue's scenario: the job writes into a buffer on the fiber's stack while the
+// loop is being destroyed. Before the fix: SIGSEGV on the pool thread (the fiber had
+// been unwound and its stack unmapped).
+TEST(RunBlockingDestructionTest, JobWritingIntoTheFibersStackDuringTheLoopsDestructionIsSafe) {
+  std::atomic<bool> job_started{false}, closing{false};
+  int seen = 0;
+  {
+    IOLoop::Options options;
+    options.pooled_stacks = 0;
+    IOLoop loop(options);
+    signal_when_closing(loop, closing);
+    (void)loop.spawn([&] {
+      char buffer[4096] = {};
+      run_blocking([&] {
+        job_started = true;
+        wait_until(closing);
+        std::this_thread::sleep_for(20ms);
+        std::memset(buffer, 1, sizeof buffer);
+      });
+      seen = buffer[0] + buffer[sizeof buffer - 1];
+    });
+    loop.run_sync([&] {
+      while (!job_started) sleep_for(1ms);
+    });
+  }
+  EXPECT_EQ(seen, 2);  // the fiber read back what the job wrote, then ended
+}
+
+TEST(RunBlockingDestructionTest, QueuedJobsThatNeverStartedFailWithLoopClosedAndNeverRun) {
+  std::atomic<bool> first_started{false}, first_finished{false}, second_ran{false}, closing{false};
+  bool first_finished_when_unwound = false;
+  Future<void> second;
+  {
+    IOLoop::Options options;
+    options.blocking_threads = 1;  // the second job queues behind the first
+    IOLoop loop(options);
+    signal_when_closing(loop, closing);
+    (void)loop.spawn([&] {
+      UnwindWitness witness{first_finished, first_finished_when_unwound};
+      run_blocking([&] {
+        first_started = true;
+        wait_until(closing);
+        std::this_thread::sleep_for(20ms);
+        first_finished = true;
+      });
+    });
+    second = loop.spawn([&] { run_blocking([&] { second_ran = true; }); });
+    loop.run_sync([&] {
+      while (!first_started) sleep_for(1ms);
+    });
+  }
+  EXPECT_TRUE(first_finished_when_unwound);
+  EXPECT_FALSE(second_ran) << "a job queued behind a running one ran after its loop was destroyed";
+  ASSERT_TRUE(second.done());
+  EXPECT_THROW(second.result(), LoopClosed);
+}
+
+// A blocking job that hands work back to its loop (spawn from the pool thread) and
+// waits for it must not hang the loop's destruction: the handed-over fiber never
+// starts and fails with LoopClosed, which ends the job, which lets the fiber go.
+TEST(RunBlockingDestructionTest, JobWaitingOnItsLoopDuringTheLoopsDestructionDoesNotHang) {
+  std::atomic<bool> job_started{false}, job_saw_closed{false}, closing{false};
+  {
+    IOLoop loop;
+    signal_when_closing(loop, closing);
+    (void)loop.spawn([&] {
+      run_blocking([&] {
+        job_started = true;
+        wait_until(closing);
+        try {
+          wait_for_future(loop.spawn([] { return 1; }));
+        } catch (const LoopClosed&) {
+          job_saw_closed = true;
+        }
+      });
+    });
+    loop.run_sync([&] {
+      while (!job_started) sleep_for(1ms);
+    });
+  }
+  EXPECT_TRUE(job_saw_closed);
 }
 
 }  // namespace

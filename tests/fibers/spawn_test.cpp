@@ -462,5 +462,51 @@ TEST(IOLoopDestructionTest, LoopDestroyedWhileAnotherThreadCompletesTheFuture) {
               got_value, got_closed, not_finished);
 }
 
+
+// A fiber waiting on a job of the user's own pool when its loop is destroyed: the job
+// may reference the fiber's stack, so the fiber resumes only once the job has run —
+// whether it was running or still queued then. (Before: unwound at once, while the
+// jobs ran on; the queued one then wrote into a destroyed string.)
+TEST(IOLoopDestructionTest, FiberWaitingOnAThreadPoolJobUnwindsOnlyAfterTheJobRan) {
+  ThreadPoolExecutor pool(1);  // outlives the loop
+  std::atomic<bool> closing{false}, running_started{false};
+  std::atomic<bool> running_finished{false}, queued_finished{false};
+  bool running_finished_when_unwound = false, queued_finished_when_unwound = false;
+  struct Witness {
+    const std::atomic<bool>& finished;
+    bool& finished_when_unwound;
+    ~Witness() { finished_when_unwound = finished.load(); }
+  };
+  {
+    IOLoop loop;
+    testing::signal_when_closing(loop, closing);
+    (void)loop.spawn([&] {
+      Witness witness{running_finished, running_finished_when_unwound};
+      std::string on_stack = "running";
+      wait_for_future(pool.submit([&] {
+        running_started = true;
+        testing::wait_until(closing);
+        std::this_thread::sleep_for(20ms);
+        on_stack += " job";
+        running_finished = true;
+      }));
+      sleep_for(1h);  // the loop is closing: throws LoopClosed
+    });
+    (void)loop.spawn([&] {
+      Witness witness{queued_finished, queued_finished_when_unwound};
+      std::string on_stack = "queued";
+      wait_for_future(pool.submit([&] {  // queued behind the running job (one thread)
+        on_stack += " job";
+        queued_finished = true;
+      }));
+    });
+    loop.run_sync([&] {
+      while (!running_started) sleep_for(1ms);
+    });
+  }
+  EXPECT_TRUE(running_finished_when_unwound) << "unwound while its running pool job still ran";
+  EXPECT_TRUE(queued_finished_when_unwound) << "unwound while its pool job was still queued";
+}
+
 }  // namespace
 }  // namespace fiberloop

@@ -11,12 +11,15 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include <boost/fiber/operations.hpp>
 
 #include "support/loop_test.hpp"
 
@@ -750,6 +753,183 @@ TEST_F(WaitForFutureTest, SleepForOnPlainThreadSleepsTheThread) {
     const auto start = Clock::now();
     sleep_for(20ms);
     EXPECT_GE(elapsed_ms(start), 19.0);
+  });
+}
+
+
+// ---- huge and negative timeouts (issue 16, item 3) -------------------------------
+
+/// Each timeout of `check` against a future completed 10 ms later: a huge timeout
+/// waits for it, it does not overflow into the past and fire at once.
+template <class Check>
+void for_each_huge_timeout(Check check) {
+  check(std::chrono::nanoseconds::max(), "nanoseconds::max()");
+  check(std::chrono::hours::max(), "hours::max()");
+  check(std::chrono::seconds::max(), "seconds::max()");
+  check(std::chrono::duration<double>(1e300), "duration<double>(1e300)");
+}
+
+template <class Check>
+void for_each_most_negative_timeout(Check check) {
+  check(std::chrono::nanoseconds::min(), "nanoseconds::min()");
+  check(std::chrono::hours::min(), "hours::min()");
+  check(std::chrono::seconds::min(), "seconds::min()");
+  check(std::chrono::duration<double>(-1e300), "duration<double>(-1e300)");
+  check(-1ns, "-1ns");
+}
+
+TEST_F(WaitForFutureTest, HugeTimeoutsWaitForTheFutureInsteadOfFiringAtOnce) {
+  run_in_fiber([&] {
+    for_each_huge_timeout([&](auto timeout, const char* name) {
+      SCOPED_TRACE(name);
+      auto p = std::make_shared<Promise<int>>();
+      loop_.call_later(10ms, [p] { p->set_value(7); });
+      EXPECT_EQ(wait_for_future(p->get_future(), timeout), 7);
+      auto q = std::make_shared<Promise<int>>();
+      auto timed = with_timeout(q->get_future(), timeout);
+      loop_.call_later(10ms, [q] { q->set_value(8); });
+      EXPECT_EQ(wait_for_future(timed), 8);
+    });
+  });
+}
+
+TEST_F(WaitForFutureTest, HugeTimeoutsOnAPlainThreadWaitForTheFuture) {
+  for_each_huge_timeout([&](auto timeout, const char* name) {
+    SCOPED_TRACE(name);
+    Promise<int> p;
+    auto f = p.get_future();
+    std::thread completer([&] {
+      std::this_thread::sleep_for(10ms);
+      p.set_value(9);
+    });
+    EXPECT_EQ(wait_for_future(f, timeout), 9);
+    completer.join();
+  });
+}
+
+TEST_F(WaitForFutureTest, MostNegativeTimeoutsTimeOutAtOnce) {
+  run_in_fiber([&] {
+    Promise<int> never;
+    auto f = never.get_future();
+    for_each_most_negative_timeout([&](auto timeout, const char* name) {
+      SCOPED_TRACE(name);
+      const auto start = Clock::now();
+      EXPECT_THROW(wait_for_future(f, timeout), TimeoutError);
+      EXPECT_THROW(wait_for_future(with_timeout(f, timeout)), TimeoutError);
+      sleep_for(timeout);
+      EXPECT_LT(elapsed_ms(start), 1000.0);  // generous: "at once" is the next iteration
+    });
+    for_each_most_negative_timeout([&](auto timeout, const char* name) {  // on a plain thread
+      SCOPED_TRACE(name);
+      std::thread([&] {
+        EXPECT_THROW(wait_for_future(f, timeout), TimeoutError);
+        sleep_for(timeout);
+      }).join();
+    });
+  });
+}
+
+TEST(SleepForHugeTest, HugeSleepsLastUntilTheLoopIsDestroyed) {
+  std::vector<Future<void>> sleepers;
+  {
+    IOLoop loop;
+    for_each_huge_timeout([&](auto timeout, const char*) {
+      sleepers.push_back(loop.spawn([timeout] { sleep_for(timeout); }));
+    });
+    loop.run_sync([] { sleep_for(20ms); });
+    for (auto& s : sleepers) EXPECT_FALSE(s.done()) << "a huge sleep_for ended at once";
+  }
+  for (auto& s : sleepers) EXPECT_THROW(s.result(), LoopClosed);
+}
+
+// ---- with_timeout and loops that come and go (issue 16, item 2) ------------------
+
+// Timer ids start over in every loop, and a loop may be built where the last one was:
+// the done callback of a with_timeout made on a destroyed loop must not remove the
+// timer the next loop gave the same id. (Before: `fired` stayed false.)
+TEST(WithTimeoutLoopsTest, CompletionAfterItsLoopIsGoneLeavesTheNextLoopsTimersAlone) {
+  Promise<int> p;
+  Future<int> timed;
+  std::optional<IOLoop> loop;
+  loop.emplace();
+  loop->run_sync([&] { timed = with_timeout(p.get_future(), 10s); });
+  loop.reset();
+  loop.emplace();  // in the same storage
+  bool fired = false;
+  loop->run_sync([&] {
+    loop->call_later(5ms, [&] { fired = true; });
+    p.set_value(1);
+    sleep_for(20ms);
+  });
+  EXPECT_TRUE(fired) << "with_timeout removed a timer of another loop";
+  ASSERT_TRUE(timed.done());
+  EXPECT_EQ(timed.result(), 1);
+}
+
+// ---- no waiting inside done callbacks (issue 16, item 5) -------------------------
+
+/// Runs `wait`, returning the message of the BlockingCallError it threw, or what
+/// happened instead.
+template <class Wait>
+std::string blocking_call_error_of(Wait wait) {
+  try {
+    wait();
+    return "returned";
+  } catch (const BlockingCallError& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    return std::string("threw something else: ") + e.what();
+  }
+}
+
+TEST_F(WaitForFutureTest, WaitingInsideADoneCallbackThrowsBlockingCallError) {
+  run_in_fiber([&] {
+    Promise<int> never;
+    auto pending = never.get_future();
+    std::vector<std::string> errors;
+    Promise<int> p;
+    p.get_future().add_done_callback([&](const Future<int>&) {
+      errors.push_back(blocking_call_error_of([&] { wait_for_future(pending, 50ms); }));
+      errors.push_back(blocking_call_error_of([&] { wait_for_future(pending); }));
+      errors.push_back(blocking_call_error_of([&] { sleep_for(1ms); }));
+      errors.push_back(blocking_call_error_of([&] { run_blocking([] {}); }));
+      // A done future needs no wait: allowed.
+      EXPECT_EQ(wait_for_future(make_ready_future(3)), 3);
+    });
+    p.set_value(1);  // runs the callback here, on this fiber
+    ASSERT_EQ(errors.size(), 4u);
+    for (const auto& e : errors) EXPECT_NE(e.find("done callback"), std::string::npos) << e;
+    sleep_for(1ms);  // outside the callback, the fiber waits as usual
+  });
+}
+
+TEST_F(WaitForFutureTest, WaitingInsideADoneCallbackOnAPlainThreadThrowsBlockingCallError) {
+  Promise<int> never;
+  auto pending = never.get_future();
+  std::string error;
+  Promise<int> p;
+  p.get_future().add_done_callback(
+      [&](const Future<int>&) { error = blocking_call_error_of([&] { wait_for_future(pending, 50ms); }); });
+  std::thread([&] { p.set_value(1); }).join();
+  EXPECT_NE(error.find("done callback"), std::string::npos) << error;
+}
+
+// The rule follows the callback, not the thread: a callback that lets other fibers run
+// (a Boost.Fiber yield) does not make their waits fail.
+TEST_F(WaitForFutureTest, OtherFibersWaitNormallyWhileADoneCallbackYields) {
+  run_in_fiber([&] {
+    bool other_slept = false;
+    auto other = loop_.spawn([&] {
+      sleep_for(1ms);
+      other_slept = true;
+    });
+    Promise<int> p;
+    p.get_future().add_done_callback([&](const Future<int>&) {
+      for (int i = 0; i < 1000 && !other_slept; ++i) boost::this_fiber::yield();
+    });
+    p.set_value(1);
+    EXPECT_NO_THROW(wait_for_future(other));
+    EXPECT_TRUE(other_slept);
   });
 }
 

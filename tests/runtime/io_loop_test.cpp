@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "loop_internals.hpp"  // runtime/src: the epoll test seam
 #include <fiberloop/fiberloop.hpp>
 
 #include "support/loop_test.hpp"
@@ -1318,6 +1320,196 @@ TEST(IOLoopTest, RunSyncOfAnotherLoopFromInsideCallbackThrowsLogicError) {
   outer.start();
   EXPECT_TRUE(threw);
   EXPECT_EQ(inner.run_sync([] { return 3; }), 3);
+}
+
+// ---- timeout handles are bound to their loop (issue 16, item 2) -------------------
+
+// Timer ids start over in every loop: a handle of one loop must name nothing in
+// another. (Before: b lost its first timer, which had the same slot and id.)
+TEST(IOLoopTest, RemoveTimeoutWithAnotherLoopsHandleIsANoOp) {
+  IOLoop a;
+  IOLoop b;
+  const TimeoutHandle of_a = a.call_later(1h, [] {});
+  bool fired = false;
+  b.call_later(5ms, [&] {
+    fired = true;
+    b.stop();
+  });
+  b.remove_timeout(of_a);
+  b.call_later(2s, [&] { b.stop(); });  // a safety stop, so a failure does not hang
+  b.start();
+  EXPECT_TRUE(fired);
+  EXPECT_FALSE(of_a == TimeoutHandle{});
+}
+
+// ---- huge and negative delays (issue 16, item 3) ---------------------------------
+
+TEST(IOLoopTest, CallLaterWithAHugeDelayNeverRunsAndTheLoopSleeps) {
+  IOLoop loop;
+  int ran = 0;
+  loop.call_later(std::chrono::nanoseconds::max(), [&] { ++ran; });
+  loop.call_later(std::chrono::hours::max(), [&] { ++ran; });
+  loop.call_later(std::chrono::seconds::max(), [&] { ++ran; });
+  loop.call_later(std::chrono::duration<double>(1e300), [&] { ++ran; });
+  // Far in the future but representable: the poll timeout must not overflow either.
+  loop.call_at(Clock::now() + std::chrono::hours(24 * 365 * 200), [&] { ++ran; });
+  bool stopped = false;
+  loop.call_later(100ms, [&] {
+    stopped = true;
+    loop.stop();
+  });
+  const double cpu_before = testing::thread_cpu_ms();
+  const auto start = Clock::now();
+  loop.start();
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(ran, 0) << "a huge delay overflowed into the past";
+  EXPECT_GE(elapsed_ms(start), 90.0);
+  EXPECT_LT(testing::thread_cpu_ms() - cpu_before, 50.0) << "the loop spun instead of sleeping";
+}
+
+TEST(IOLoopTest, CallLaterWithANegativeDelayRunsOnTheNextIteration) {
+  IOLoop loop;
+  std::vector<int> order;
+  loop.call_later(std::chrono::nanoseconds::min(), [&] { order.push_back(1); });
+  loop.call_later(std::chrono::hours::min(), [&] { order.push_back(2); });
+  loop.call_later(std::chrono::duration<double>(-1e300), [&] { order.push_back(3); });
+  loop.call_later(-1ms, [&] { order.push_back(4); });
+  loop.call_later(0ms, [&] { loop.stop(); });
+  loop.call_later(2s, [&] { loop.stop(); });  // safety stop
+  const auto start = Clock::now();
+  loop.start();
+  EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_LT(elapsed_ms(start), 1000.0);
+}
+
+TEST(IOLoopTest, RunSyncWithAHugeTimeoutDoesNotTimeOut) {
+  IOLoop loop;
+  EXPECT_EQ(loop.run_sync([] { sleep_for(10ms); return 1; }, std::chrono::nanoseconds::max()), 1);
+  EXPECT_EQ(loop.run_sync([] { sleep_for(10ms); return 2; }, std::chrono::hours::max()), 2);
+  EXPECT_EQ(loop.run_sync([] { sleep_for(10ms); return 3; }, std::chrono::duration<double>(1e300)), 3);
+  EXPECT_THROW(loop.run_sync([] { sleep_for(1s); }, std::chrono::nanoseconds::min()), TimeoutError);
+  EXPECT_THROW(loop.run_sync([] { sleep_for(1s); }, std::chrono::hours::min()), TimeoutError);
+}
+
+// ---- a slot whose fd was closed behind the loop's back (issue 16, item 4) ----------
+
+// epoll forgets a closed fd; so may the loop: a new fd with the same number gets a
+// handler, and the stale one never runs. (Before: EEXIST, for good.)
+TEST(IOLoopTest, AddHandlerReplacesAStaleSlotWhoseFdWasClosed) {
+  IOLoop loop;
+  bool stale_ran = false, fresh_ran = false;
+  auto old_pipe = std::make_unique<Pipe>();
+  const int fd = old_pipe->read_fd;
+  loop.add_handler(fd, Events::read, [&](int, Events) { stale_ran = true; });
+  old_pipe.reset();  // closes fd without remove_handler()
+  Pipe fresh;
+  if (fresh.read_fd != fd) {  // take the old number
+    ASSERT_EQ(::dup2(fresh.read_fd, fd), fd);
+    ::close(fresh.read_fd);
+    fresh.read_fd = fd;
+  }
+  ASSERT_NO_THROW(loop.add_handler(fd, Events::read, [&](int, Events) {
+    fresh_ran = true;
+    loop.stop();
+  }));
+  fresh.write_byte();
+  loop.call_later(2s, [&] { loop.stop(); });  // safety stop
+  loop.start();
+  EXPECT_TRUE(fresh_ran);
+  EXPECT_FALSE(stale_ran);
+  // A handler whose fd is still open stays protected.
+  EXPECT_THROW(loop.add_handler(fd, Events::read, [](int, Events) {}), std::system_error);
+  loop.remove_handler(fd);
+}
+
+// ---- epoll_pwait2 refused (issue 16, item 6) ---------------------------------------
+
+std::atomic<int> pwait2_calls{0};
+
+int refused_epoll_pwait2(int, epoll_event*, int, const timespec*) {
+  ++pwait2_calls;
+  errno = EPERM;  // what a seccomp profile that does not know the call answers
+  return -1;
+}
+
+int interrupted_once_epoll_pwait2(int epfd, epoll_event* events, int max, const timespec* timeout) {
+  if (pwait2_calls++ == 0) {
+    errno = EINTR;
+    return -1;
+  }
+  return ::epoll_pwait2(epfd, events, max, timeout, nullptr);
+}
+
+/// Installs a replacement for epoll_pwait2 for the test's duration.
+struct Pwait2Replaced {
+  explicit Pwait2Replaced(detail::EpollPwait2 fn) {
+    pwait2_calls = 0;
+    detail::replace_epoll_pwait2_for_testing(fn);
+  }
+  ~Pwait2Replaced() { detail::replace_epoll_pwait2_for_testing(nullptr); }
+};
+
+TEST(IOLoopPollTest, EpollPwait2RefusedFallsBackToEpollWaitOnceAndTheLoopSleeps) {
+  Pwait2Replaced replaced(&refused_epoll_pwait2);
+  IOLoop loop;
+  bool fired = false;
+  loop.call_later(200ms, [&] {
+    fired = true;
+    loop.stop();
+  });
+  const double cpu_before = testing::thread_cpu_ms();
+  const auto start = Clock::now();
+  loop.start();
+  // Generous: an idle loop uses well under 5 ms of CPU in 200 ms; a spinning one ~200.
+  EXPECT_LT(testing::thread_cpu_ms() - cpu_before, 50.0) << "the loop spun";
+  EXPECT_TRUE(fired);
+  EXPECT_GE(elapsed_ms(start), 190.0);
+  EXPECT_EQ(pwait2_calls, 1);
+  EXPECT_TRUE(detail::polling_with_epoll_wait());
+
+  // The loop still works: fd handlers, and wakes from another thread.
+  Pipe pipe;
+  bool readable = false;
+  loop.add_handler(pipe.read_fd, Events::read, [&](int, Events) {
+    readable = true;
+    pipe.read_byte();
+    loop.stop();
+  });
+  std::thread writer([&] {
+    std::this_thread::sleep_for(20ms);
+    pipe.write_byte();
+  });
+  loop.call_later(5s, [&] { loop.stop(); });  // safety stop
+  loop.start();
+  writer.join();
+  EXPECT_TRUE(readable);
+  loop.remove_handler(pipe.read_fd);
+  bool called = false;
+  std::thread waker([&] {
+    std::this_thread::sleep_for(20ms);
+    loop.add_callback([&] {
+      called = true;
+      loop.stop();
+    });
+  });
+  loop.start();
+  waker.join();
+  EXPECT_TRUE(called);
+
+  // Remembered for the process: another loop does not try epoll_pwait2 again.
+  IOLoop other;
+  other.call_later(5ms, [&] { other.stop(); });
+  other.start();
+  EXPECT_EQ(pwait2_calls, 1);
+}
+
+TEST(IOLoopPollTest, EpollPwait2InterruptedIsNoReasonToFallBack) {
+  Pwait2Replaced replaced(&interrupted_once_epoll_pwait2);
+  IOLoop loop;
+  loop.call_later(20ms, [&] { loop.stop(); });
+  loop.start();
+  EXPECT_GE(pwait2_calls, 2);
+  EXPECT_FALSE(detail::polling_with_epoll_wait());
 }
 
 // ---- the fixture ------------------------------------------------------------------

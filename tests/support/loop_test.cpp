@@ -1,5 +1,9 @@
 #include "support/loop_test.hpp"
 
+#include <time.h>
+
+#include <thread>
+
 namespace fiberloop::testing {
 
 void LoopTest::run_in_fiber(std::function<void()> body, std::chrono::milliseconds timeout) {
@@ -7,6 +11,26 @@ void LoopTest::run_in_fiber(std::function<void()> body, std::chrono::millisecond
 }
 
 void LoopTest::TearDown() { EXPECT_EQ(loop_.live_fibers(), 0u) << "a test left fibers suspended on its loop"; }
+
+void signal_when_closing(IOLoop& loop, std::atomic<bool>& closing) {
+  (void)loop.spawn([&closing] {
+    struct OnUnwind {
+      std::atomic<bool>& flag;
+      ~OnUnwind() { flag = true; }
+    } on_unwind{closing};
+    sleep_for(std::chrono::hours(1));
+  });
+}
+
+void wait_until(const std::atomic<bool>& flag) {
+  while (!flag) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+}
+
+double thread_cpu_ms() {
+  timespec now{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
+}
 
 double elapsed_ms(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <functional>
@@ -23,6 +24,17 @@ class LoopTest : public ::testing::Test {
 
   IOLoop loop_;
 };
+
+/// Spawns a fiber on `loop` that sleeps until the loop is destroyed and sets `closing`
+/// when ~IOLoop unwinds it: lets another thread wait for the loop's destruction to
+/// begin without guessing times.
+void signal_when_closing(IOLoop& loop, std::atomic<bool>& closing);
+
+/// Blocks the calling thread until `flag` is true.
+void wait_until(const std::atomic<bool>& flag);
+
+/// CPU time the calling thread has used, in milliseconds.
+double thread_cpu_ms();
 
 /// Milliseconds since `start`.
 double elapsed_ms(std::chrono::steady_clock::time_point start);

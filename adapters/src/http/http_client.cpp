@@ -4,10 +4,12 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <mutex>
 #include <system_error>
 #include <unordered_map>
 #include <vector>
 
+#include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/net/http_client.hpp>
 #include <fiberloop/net/tcp_stream.hpp>
 
@@ -127,7 +129,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     http_clock::time_point idle_since;
   };
 
-  Impl(Options o, IOLoop& l) : options(o), loop(l) {}
+  Impl(Options o, IOLoop& l) : options(o), loop(l), anchor(detail::loop_anchor(l)) {}
 
   HttpResponse fetch(const Url& first, const FetchOptions& fetch_options);
   HttpResponse exchange(const Url& url, const std::string& method, const std::string& body,
@@ -140,6 +142,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   Options options;
   IOLoop& loop;
+  std::shared_ptr<detail::LoopAnchor> anchor;  // says whether `loop` is still alive
   bool closed = false;
   bool sweep_scheduled = false;
   TimeoutHandle sweep_timer;
@@ -295,7 +298,10 @@ HttpClient::HttpClient(Options options, IOLoop& loop) : impl_(std::make_shared<I
 HttpClient::~HttpClient() {
   impl_->closed = true;
   impl_->idle.clear();
-  if (impl_->sweep_scheduled) impl_->loop.remove_timeout(impl_->sweep_timer);
+  // Only the loop's thread may remove the sweep timer, and only while the loop lives;
+  // elsewhere it stays, and finds the client gone when it runs.
+  if (impl_->sweep_scheduled)
+    if (IOLoop* loop = detail::alive_on_this_thread(*impl_->anchor)) loop->remove_timeout(impl_->sweep_timer);
 }
 
 Future<HttpResponse> HttpClient::fetch(const std::string& url, FetchOptions options) {
@@ -305,8 +311,17 @@ Future<HttpResponse> HttpClient::fetch(const std::string& url, FetchOptions opti
   } catch (...) {
     return make_exceptional_future<HttpResponse>(std::current_exception());
   }
-  return impl_->loop.spawn(
-      [impl = impl_, parsed = std::move(parsed), options = std::move(options)] { return impl->fetch(parsed, options); });
+  auto run = [impl = impl_, parsed = std::move(parsed), options = std::move(options)] {
+    return impl->fetch(parsed, options);
+  };
+  // The loop may be gone (a client outliving its loop), or die on its thread while
+  // another thread hands it the fetch: reach it through its anchor.
+  if (IOLoop* loop = detail::alive_on_this_thread(*impl_->anchor)) return loop->spawn(std::move(run));
+  std::lock_guard lock(impl_->anchor->lock);
+  if (!impl_->anchor->loop)
+    return make_exceptional_future<HttpResponse>(
+        std::make_exception_ptr(LoopClosed("HttpClient::fetch(): the client's IOLoop was destroyed")));
+  return impl_->anchor->loop->spawn(std::move(run));  // from another thread: queued with add_callback
 }
 
 }  // namespace fiberloop

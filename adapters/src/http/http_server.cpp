@@ -100,7 +100,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     bool idle;  // waiting for a request's first byte: stop() may close it at once
   };
 
-  Impl(Handler h, Options o, IOLoop& l) : handler(std::move(h)), options(std::move(o)), loop(l) {}
+  Impl(Handler h, Options o, IOLoop& l)
+      : handler(std::move(h)), options(std::move(o)), loop(l), anchor(loop_anchor(l)) {}
 
   void serve(TcpStream& stream);
   void close_idle() noexcept {
@@ -117,6 +118,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   Handler handler;
   Options options;
   IOLoop& loop;
+  std::shared_ptr<LoopAnchor> anchor;  // says whether `loop` is still alive
   bool stopping = false;
   std::list<Connection> connections;
   std::unique_ptr<TcpServer> tcp;
@@ -306,8 +308,19 @@ HttpServer::HttpServer(Handler handler, Options options, IOLoop& loop)
 
 HttpServer::~HttpServer() {
   if (!impl_) return;
-  impl_->close_idle();
-  impl_->tcp.reset();  // connection fibers still running keep Impl alive
+  auto shut_down = [](Impl& impl) {
+    impl.close_idle();
+    impl.tcp.reset();  // connection fibers still running keep Impl alive
+  };
+  // Off the loop's thread, while the loop lives, the loop does it: the connections
+  // are the loop's to touch. It shares the state until then.
+  try {
+    std::function<void()> shut_down_there = [impl = impl_, shut_down] { shut_down(*impl); };
+    if (hand_to_loop_thread(*impl_->anchor, shut_down_there)) return;
+  } catch (...) {
+    // Out of memory: do it from here.
+  }
+  shut_down(*impl_);
 }
 
 std::uint16_t HttpServer::listen(std::uint16_t port, const std::string& host) { return impl_->tcp->listen(port, host); }

@@ -12,6 +12,8 @@
 #include <list>
 #include <utility>
 
+#include <boost/context/detail/exception.hpp>
+
 #include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/wait.hpp>
 
@@ -25,6 +27,7 @@ constexpr int max_accepts_per_wakeup = 64;  // bounds one iteration; the rest wa
 
 struct TcpServer::State : std::enable_shared_from_this<State> {
   IOLoop* loop;
+  std::shared_ptr<detail::LoopAnchor> anchor;  // says whether `loop` is still alive
   Handler handler;
   Options options;
   int listen_fd = -1;
@@ -41,7 +44,19 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
   std::optional<Promise<void>> stopped;
   Future<void> stopped_future;
 
-  State(Handler h, Options o, IOLoop& l) : loop(&l), handler(std::move(h)), options(std::move(o)) {}
+  State(Handler h, Options o, IOLoop& l)
+      : loop(&l), anchor(detail::loop_anchor(l)), handler(std::move(h)), options(std::move(o)) {}
+
+  /// The loop, if alive; null once it is gone. Throws std::logic_error on another
+  /// thread than the loop's (the server's state lives there).
+  IOLoop* loop_here(const char* what) const {
+    std::lock_guard lock(anchor->lock);
+    if (anchor->loop && !detail::on_loop_thread(*anchor->loop))
+      throw std::logic_error(std::string("TcpServer::") + what +
+                             "() called from a thread that does not own the server's IOLoop; hand it to the loop "
+                             "with IOLoop::add_callback()");
+    return anchor->loop;
+  }
 
   bool may_accept() const noexcept {
     return listen_fd >= 0 && !stopping && !backing_off &&
@@ -113,9 +128,15 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
     } ended{*this};
     TcpStream stream(fd, *loop);
     if (force_closed) return;
-    auto entry = streams.insert(streams.end(), &stream);
+    struct Listed {  // however the fiber leaves, close_all() must not see the stream
+      std::list<TcpStream*>& streams;
+      std::list<TcpStream*>::iterator entry;
+      ~Listed() { streams.erase(entry); }
+    } listed{streams, streams.insert(streams.end(), &stream)};
     try {
       handler(stream);
+    } catch (const boost::context::detail::forced_unwind&) {
+      throw;  // Boost.Context unwinding this fiber's stack: must propagate
     } catch (const LoopClosed&) {
       // The loop is going away: nothing to report.
     } catch (const StreamClosed&) {
@@ -124,7 +145,6 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
       if (!detail::loop_closing(*loop))
         detail::report_unhandled(*loop, std::current_exception(), options.name + " connection handler");
     }
-    streams.erase(entry);
   }
 
   void connection_ended() noexcept {
@@ -140,19 +160,23 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
     }
   }
 
+  /// On the loop's thread, or once the loop is gone (it took its handlers and
+  /// timeouts with it).
   void stop_accepting() noexcept {
     stopping = true;
-    if (watching) {
-      try {
-        loop->remove_handler(listen_fd);
-      } catch (...) {
-      }
-      watching = false;
-    }
-    if (backing_off) loop->remove_timeout(backoff_timer);
+    IOLoop* alive = detail::alive_on_this_thread(*anchor);
+    if (watching && alive) alive->remove_handler(listen_fd);
+    watching = false;
+    if (backing_off && alive) alive->remove_timeout(backoff_timer);
     backing_off = false;
     if (listen_fd >= 0) ::close(listen_fd);
     listen_fd = -1;
+  }
+
+  /// Stops the server for good: no more accepting, every connection's stream closed.
+  void shut_down() noexcept {
+    if (!stopping) stop_accepting();
+    close_all();
   }
 
   void close_all() noexcept {
@@ -161,7 +185,7 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
   }
 
   void finish_stop() noexcept {
-    if (grace_timer != TimeoutHandle{}) loop->remove_timeout(std::exchange(grace_timer, TimeoutHandle{}));
+    if (grace_timer != TimeoutHandle{}) loop->remove_timeout(std::exchange(grace_timer, TimeoutHandle{}));  // loop thread
     if (stopped) {
       stopped->set_value();
       stopped.reset();
@@ -175,12 +199,23 @@ TcpServer::TcpServer(Handler handler, Options options, IOLoop& loop)
 }
 
 TcpServer::~TcpServer() {
-  if (!state_->stopping) state_->stop_accepting();
-  state_->close_all();
+  // Off the loop's thread, while the loop lives, the loop does it: the accept handler
+  // and the connections' streams are the loop's to touch (a swallowed remove_handler
+  // would leave the listening fd's number taken, with a handler pointing at freed
+  // state). The loop shares the state until then. Once the loop is gone, its
+  // connections went with it: only the listening socket is left to close.
+  try {
+    std::function<void()> shut_down_there = [state = state_] { state->shut_down(); };
+    if (detail::hand_to_loop_thread(*state_->anchor, shut_down_there)) return;
+  } catch (...) {
+    // Out of memory: close what can be closed from here.
+  }
+  state_->shut_down();
 }
 
 std::uint16_t TcpServer::listen(std::uint16_t port, const std::string& host) {
   State& s = *state_;
+  if (!s.loop_here("listen")) throw LoopClosed("TcpServer::listen(): the server's IOLoop was destroyed");
   if (s.listen_fd >= 0) throw std::logic_error("TcpServer::listen(): already listening on port " + std::to_string(s.port));
   if (s.stopping) throw std::logic_error("TcpServer::listen(): the server was stopped; create a new one");
   const std::string where = "TcpServer::listen(" + host + ":" + std::to_string(port) + ")";
@@ -218,6 +253,10 @@ void TcpServer::stop(std::chrono::nanoseconds grace) { wait_for_future(stop_asyn
 Future<void> TcpServer::stop_async(std::chrono::nanoseconds grace) {
   State& s = *state_;
   if (!s.stopping) {
+    if (!s.loop_here("stop_async")) {
+      s.stop_accepting();  // the loop is gone, and its connections with it
+      return make_ready_future();
+    }
     s.stop_accepting();
     if (s.live == 0) return make_ready_future();
     s.stopped.emplace();

@@ -12,12 +12,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
 
+#include <fiberloop/detail/clock_math.hpp>
+#include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>
@@ -41,7 +45,7 @@ class Deadline {
  public:
   explicit Deadline(TcpStream::Duration timeout) noexcept : timeout_(timeout) {}
   Clock::time_point at() {
-    if (!at_) at_ = Clock::now() + timeout_;
+    if (!at_) at_ = detail::deadline_after(timeout_);
     return *at_;
   }
   TcpStream::Duration timeout() const noexcept { return timeout_; }
@@ -58,9 +62,12 @@ constexpr std::size_t initial_buffer = 16 * 1024;
 
 struct TcpStream::Impl {
   IOLoop* loop;
+  std::shared_ptr<detail::LoopAnchor> anchor;  // says whether `loop` is still alive
   int fd;
   Duration timeout = default_timeout;
-  bool registered = false;       // fd has a handler on `loop`
+  // fd has a handler on `loop`. Set and cleared on the loop's thread; another thread
+  // closing the stream reads it to know whether the loop must do the closing.
+  std::atomic<bool> registered{false};
   Events interest = Events::none;  // what the handler currently listens for
   Promise<void>* read_waiter = nullptr;
   Promise<void>* write_waiter = nullptr;
@@ -69,7 +76,7 @@ struct TcpStream::Impl {
   std::unique_ptr<char[]> data;
   std::size_t cap = 0, begin = 0, end = 0;
 
-  Impl(IOLoop& l, int f) noexcept : loop(&l), fd(f) {}
+  Impl(IOLoop& l, int f) noexcept : loop(&l), anchor(detail::loop_anchor(l)), fd(f) {}
   ~Impl() { close(); }
 
   std::size_t avail() const noexcept { return end - begin; }
@@ -100,9 +107,9 @@ struct TcpStream::Impl {
   }
 
   void set_interest(Events wanted) {
-    if (!registered) {
+    if (!registered.load(std::memory_order_relaxed)) {
       loop->add_handler(fd, wanted, [this](int, Events ev) { on_ready(ev); });
-      registered = true;
+      registered.store(true, std::memory_order_relaxed);
     } else if (wanted != interest) {
       loop->update_handler(fd, wanted);
     }
@@ -118,8 +125,9 @@ struct TcpStream::Impl {
     if (error && keep == Events::none) {
       // ERR/HUP are reported whatever the interest: only removing the handler quiets them.
       loop->remove_handler(fd);
-      registered = false;
       interest = Events::none;
+      // Last: from here another thread may close and free this stream itself.
+      registered.store(false, std::memory_order_release);
       return;
     }
     if (keep == interest) return;
@@ -139,7 +147,8 @@ struct TcpStream::Impl {
   void wait(Events dir, Deadline& deadline, const char* what) {
     IOLoop* here = detail::current_fiber_loop();
     if (!here) return wait_thread(dir, deadline, what);
-    if (here != loop)
+    // By anchor, not address: a destroyed loop's successor may live at its address.
+    if (detail::loop_anchor(*here) != anchor)
       throw std::logic_error(std::string(what) +
                              ": the stream belongs to another IOLoop; use it only from fibers of its own loop");
     Promise<void>*& slot = dir == Events::read ? read_waiter : write_waiter;
@@ -166,8 +175,10 @@ struct TcpStream::Impl {
   void wait_thread(Events dir, Deadline& deadline, const char* what) {
     pollfd p{fd, static_cast<short>(dir == Events::read ? POLLIN : POLLOUT), 0};
     for (;;) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline.at() - Clock::now());
-      if (left.count() <= 0) detail::throw_timeout(what, deadline.timeout());
+      const Clock::time_point now = Clock::now();
+      // Compared first: `at - now` overflows for a deadline far in the past.
+      if (deadline.at() <= now) detail::throw_timeout(what, deadline.timeout());
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline.at() - now);
       const int rc = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
       if (rc > 0) return;
       if (rc < 0 && errno != EINTR) throw_errno(what);
@@ -205,28 +216,51 @@ struct TcpStream::Impl {
                        std::move(partial));
   }
 
+  /// Closes the socket. On the loop's thread, or once the loop is gone, or when fd
+  /// has no handler (TcpStream::close() sees to it).
   void close() noexcept {
     if (fd < 0) return;
-    if (registered) {
-      try {
-        loop->remove_handler(fd);
-      } catch (...) {  // wrong thread: epoll forgets the fd when it is closed below
-      }
-      registered = false;
-    }
+    const bool had_handler = registered.load(std::memory_order_acquire);
+    // A destroyed loop took its handlers with it: only a live one has ours.
+    if (had_handler)
+      if (IOLoop* alive = detail::alive_on_this_thread(*anchor)) alive->remove_handler(fd);
     interest = Events::none;
     ::close(fd);
     fd = -1;
     // Waiters wake and see fd < 0: their calls throw StreamClosed.
     if (read_waiter) std::exchange(read_waiter, nullptr)->set_value();
     if (write_waiter) std::exchange(write_waiter, nullptr)->set_value();
+    // Last: another thread that sees it cleared may close the stream itself (a no-op now).
+    if (had_handler) registered.store(false, std::memory_order_release);
   }
 };
 
 namespace {
 
+/// Off the loop's thread, a stream whose fd has a handler on its live loop is closed
+/// by the loop: the handler may be running there now, and only the loop's thread
+/// may remove it (a socket closed without that would leave the fd's number taken on
+/// the loop). The callback shares the stream's state until it has closed it. Returns
+/// false when the caller may close the stream itself.
+bool hand_close_to_loop(const std::shared_ptr<TcpStream::Impl>& impl) noexcept {
+  if (!impl->registered.load(std::memory_order_acquire)) return false;
+  try {
+    // Dropped unrun (the loop is being destroyed), the callback's reference may be
+    // the last: the state is then freed on the loop's thread, with the loop gone.
+    std::function<void()> close_there = [impl] { impl->close(); };
+    return detail::hand_to_loop_thread(*impl->anchor, close_there);
+  } catch (...) {
+    // Out of memory. Freeing the state here would do what this function prevents:
+    // leak a reference instead (the socket stays open), and say so.
+    alignas(std::shared_ptr<TcpStream::Impl>) unsigned char cell[sizeof(std::shared_ptr<TcpStream::Impl>)];
+    ::new (static_cast<void*>(cell)) std::shared_ptr<TcpStream::Impl>(impl);  // never destroyed
+    std::fprintf(stderr, "fiberloop: out of memory handing a TcpStream's close to its loop; the socket leaks\n");
+    return true;
+  }
+}
+
 /// Every waiting call starts here: the loop thread outside a fiber may not wait.
-TcpStream::Impl& usable(const std::unique_ptr<TcpStream::Impl>& impl, const char* what) {
+TcpStream::Impl& usable(const std::shared_ptr<TcpStream::Impl>& impl, const char* what) {
   if (!detail::current_fiber_loop()) detail::forbid_on_loop_thread(what);
   if (!impl || impl->fd < 0) throw StreamClosed(std::string(what) + ": the stream is closed");
   return *impl;
@@ -241,7 +275,7 @@ TcpStream::TcpStream(int fd, IOLoop& loop) {
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || (!(flags & O_NONBLOCK) && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0))
     throw_errno("TcpStream(fd): making the socket non-blocking");
-  impl_ = std::make_unique<Impl>(loop, fd);
+  impl_ = std::make_shared<Impl>(loop, fd);
 }
 
 TcpStream::TcpStream(TcpStream&&) noexcept = default;
@@ -254,7 +288,7 @@ TcpStream& TcpStream::operator=(TcpStream&& other) noexcept {
   return *this;
 }
 
-TcpStream::~TcpStream() = default;
+TcpStream::~TcpStream() { close(); }
 
 TcpStream TcpStream::connect(const std::string& host, std::uint16_t port, Duration timeout) {
   static constexpr const char* what = "TcpStream::connect()";
@@ -422,7 +456,7 @@ void TcpStream::write_all(std::string_view data, Duration timeout) {
 }
 
 void TcpStream::close() noexcept {
-  if (impl_) impl_->close();
+  if (impl_ && !hand_close_to_loop(impl_)) impl_->close();
 }
 
 bool TcpStream::is_open() const noexcept { return impl_ && impl_->fd >= 0; }

@@ -9,14 +9,29 @@
 ///    fibers, callbacks, timers and I/O meanwhile; resumes on the same loop thread;
 ///  - on a loop's thread outside any fiber (in a callback): throws BlockingCallError;
 ///  - on a thread with no running loop (an executor thread, a plain thread): blocks
-///    that thread until the future is done.
-/// If the fiber's loop is destroyed while it waits, the wait throws LoopClosed.
+///    that thread until the future is done;
+///  - inside a Future done callback (add_done_callback, add_future, with_timeout),
+///    wherever it runs: throws BlockingCallError. A done callback runs in the middle
+///    of completing its future, on whatever completes it; waiting there would suspend
+///    or block the completer. Spawn a fiber from the callback to wait instead.
+/// If the fiber's loop is destroyed while it waits, the wait throws LoopClosed — but
+/// a wait on the future of a ThreadPoolExecutor job (run_blocking's included) first
+/// lets the job finish, since it may use the fiber's stack (see ~IOLoop).
+/// A fiber blocked on a Boost.Fiber primitive (mutex, condition_variable, channel)
+/// when its loop is destroyed cannot be unwound; ~IOLoop documents what happens to it.
+///
+/// Timeouts: zero or negative times out at once (if the future is not done); one
+/// too long for the clock (nanoseconds::max(), hours::max(), duration<double>(1e300))
+/// never comes.
 
 #include <chrono>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
 
+#include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/io_loop.hpp>
 
@@ -29,11 +44,28 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
 void sleep_until(steady_time deadline);
 /// The loop of the running fiber, or null outside fiberloop fibers.
 IOLoop* current_fiber_loop() noexcept;
+/// The loop whose pool run_blocking() uses: the running fiber's; null on a thread
+/// with no running loop (run inline there). Throws where run_blocking() may not
+/// wait: BlockingCallError (a loop's thread outside fibers, a done callback),
+/// LoopClosed (the fiber's loop is being destroyed).
+IOLoop* run_blocking_loop();
 /// Throws BlockingCallError if the calling thread runs a loop (outside a fiber).
 void forbid_on_loop_thread(const char* what);
 [[noreturn]] void throw_timeout(const char* what, std::chrono::nanoseconds timeout);
-/// Removes `handle` from `loop` if `loop` is running on the calling thread.
-void remove_timeout_if_here(IOLoop* loop, TimeoutHandle handle) noexcept;
+
+/// A timeout on IOLoop::current() that whoever completes a race may cancel, from any
+/// thread, even after that loop is gone: it reaches the loop through its anchor.
+class LoopTimeout {
+ public:
+  /// Runs `fn` after `timeout` (none at all when the deadline cannot come).
+  void start(std::chrono::nanoseconds timeout, std::function<void()> fn);
+  /// Removes the timeout if its loop is alive and owned by the calling thread.
+  void cancel() noexcept;
+
+ private:
+  std::shared_ptr<LoopAnchor> anchor_;
+  TimeoutHandle handle_;
+};
 
 }  // namespace detail
 
@@ -49,23 +81,25 @@ T wait_for_future(Future<T> f) {
 template <class T, class Rep, class Per>
 T wait_for_future(Future<T> f, std::chrono::duration<Rep, Per> timeout) {
   if (!f.done()) {
-    const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
-    if (!detail::wait_state(*detail::state_of(f), std::chrono::steady_clock::now() + limit, "wait_for_future()"))
-      detail::throw_timeout("wait_for_future()", limit);
+    if (!detail::wait_state(*detail::state_of(f), detail::deadline_after(timeout), "wait_for_future()"))
+      detail::throw_timeout("wait_for_future()", detail::saturating_nanoseconds(timeout));
   }
   return detail::take_result(f);
 }
 
 /// A future that completes like `f`, or fails with TimeoutError after `timeout`,
 /// whichever comes first. The timeout runs on IOLoop::current(); `f` is untouched.
+/// Thread: the loop's; `f` may complete on any thread.
 template <class T, class Rep, class Per>
 Future<T> with_timeout(Future<T> f, std::chrono::duration<Rep, Per> timeout);
 
-/// Suspends the calling fiber for `d` (on a plain thread: sleeps the thread).
-/// Throws BlockingCallError on a loop's thread outside a fiber.
+/// Suspends the calling fiber for `d` (on a plain thread: sleeps the thread); zero
+/// or negative returns at once (after letting the loop turn), and a duration too
+/// long for the clock sleeps until the loop is destroyed (LoopClosed). Throws
+/// BlockingCallError on a loop's thread outside a fiber and in a done callback.
 template <class Rep, class Per>
 void sleep_for(std::chrono::duration<Rep, Per> d) {
-  detail::sleep_until(std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::nanoseconds>(d));
+  detail::sleep_until(detail::deadline_after(d));
 }
 
 /// True inside a fiber spawned on an IOLoop.

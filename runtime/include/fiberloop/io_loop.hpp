@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/detail/context_chain.hpp>
 #include <fiberloop/detail/spin_lock.hpp>
 #include <fiberloop/future.hpp>
@@ -41,8 +42,9 @@ struct LoopInternals;
 void report_unhandled(IOLoop& loop, std::exception_ptr error, const std::string& where) noexcept;
 bool loop_closing(const IOLoop& loop) noexcept;
 
-/// Lets work that may outlive a loop (add_future's callback) reach it only while
-/// it is alive.
+/// Lets work that may outlive a loop (add_future's callback, a with_timeout, a
+/// stream or server destroyed after its loop) reach it only while it is alive:
+/// `loop` turns null, under `lock`, when ~IOLoop begins.
 struct LoopAnchor {
   SpinLock lock;
   IOLoop* loop;
@@ -73,8 +75,9 @@ constexpr Events& operator|=(Events& a, Events b) noexcept { return a = a | b; }
 /// True when any of the bits of `e` is set.
 constexpr bool any(Events e) noexcept { return e != Events::none; }
 
-/// Names a timeout so it can be removed. Copyable; a default-constructed handle
-/// names nothing.
+/// Names a timeout of one loop so it can be removed. Copyable; a default-constructed
+/// handle names nothing, and a handle names nothing in any other loop (even one built
+/// later at the same address).
 class TimeoutHandle {
  public:
   TimeoutHandle() noexcept = default;
@@ -82,9 +85,13 @@ class TimeoutHandle {
 
  private:
   friend class IOLoop;
-  TimeoutHandle(std::uint32_t slot, std::uint64_t id) noexcept : slot_(slot), id_(id) {}
-  std::uint32_t slot_ = 0;
+  TimeoutHandle(std::uint32_t loop, std::uint32_t slot, std::uint64_t id) noexcept
+      : id_(id), slot_(slot), loop_(loop) {}
   std::uint64_t id_ = 0;  // 0 names nothing
+  std::uint32_t slot_ = 0;
+  // The serial of the loop that made it: unique among the last 2^32 loops made in
+  // the process (and a handle must match the slot's id as well). 0 for no loop.
+  std::uint32_t loop_ = 0;
 };
 
 class IOLoop {
@@ -111,8 +118,32 @@ class IOLoop {
   /// Creates a loop owned by the calling thread.
   IOLoop();
   explicit IOLoop(Options options);
-  /// Unwinds fibers still suspended on this loop (their waits throw LoopClosed),
-  /// then drops pending callbacks, timeouts and handlers. Owner thread only.
+  /// Owner thread only. In this order:
+  ///  1. jobs of the blocking pool (run_blocking) that have not started are dropped
+  ///     unrun: their futures fail with LoopClosed;
+  ///  2. fibers still suspended in a fiberloop wait are unwound: the wait throws
+  ///     LoopClosed — except a fiber waiting directly on the future of a
+  ///     ThreadPoolExecutor job (run_blocking's included), queued or running, which may
+  ///     reference the fiber's stack: that fiber stays suspended, and this destructor
+  ///     waits, until the job has run (then its wait returns the job's result and the
+  ///     fiber's next wait throws LoopClosed). A fiber's stack thus outlives every job
+  ///     it waits on. Work handed to the loop meanwhile (a job spawning a fiber) is
+  ///     dropped, so a job waiting on the loop ends with LoopClosed instead of hanging;
+  ///     a job that waits for something else that never comes hangs this destructor.
+  ///  3. a fiber blocked on a Boost.Fiber primitive (mutex, condition_variable,
+  ///     channel, barrier, Boost future) cannot be unwound: Boost's waits re-wait on a
+  ///     spurious wakeup, and its wait-queue entry lives on the fiber's stack. Unless
+  ///     the unwinding of the other fibers signals the primitive (a mutex one of them
+  ///     held), the fiber is orphaned and stderr says "N fiber(s) of a destroyed
+  ///     IOLoop are blocked on a Boost.Fiber primitive ...": its stack and the objects
+  ///     on it stay as they are and its spawn() future stays pending. If the primitive
+  ///     is signalled later from this thread or another, the fiber runs on (in a later
+  ///     pass of any loop of this thread, or when the thread exits) and its next
+  ///     fiberloop wait throws LoopClosed; then it ends and its future fails. If it is
+  ///     never signalled, the fiber and its stack leak, and the thread's exit blocks
+  ///     (asleep): Boost.Fiber makes a thread's exit wait for its fibers.
+  ///  4. pending callbacks, timeouts and handlers are dropped unrun; the blocking
+  ///     pool's threads are joined.
   ~IOLoop();
   IOLoop(const IOLoop&) = delete;
   IOLoop& operator=(const IOLoop&) = delete;
@@ -134,9 +165,15 @@ class IOLoop {
   /// Thread: any — the only way to hand work to the loop from another thread.
   void add_callback(std::function<void()> fn);
   /// Runs `fn` after `delay`. Timeouts with equal deadlines run in the order added.
-  TimeoutHandle call_later(std::chrono::nanoseconds delay, std::function<void()> fn);
+  /// A zero or negative delay runs `fn` in the next iteration; a delay too long for
+  /// the clock (hours::max(), duration<double>(1e300)) never comes.
+  template <class Rep, class Period>
+  TimeoutHandle call_later(std::chrono::duration<Rep, Period> delay, std::function<void()> fn) {
+    return call_at(detail::deadline_after(delay), std::move(fn));
+  }
   TimeoutHandle call_at(clock::time_point when, std::function<void()> fn);
-  /// Cancels a timeout; a no-op when it already ran or was removed.
+  /// Cancels a timeout; a no-op when it already ran or was removed, or when `handle`
+  /// came from another loop.
   void remove_timeout(TimeoutHandle handle);
   /// Runs `fn(f)` on this loop once `f` is done. Thread: any.
   template <class T>
@@ -144,7 +181,9 @@ class IOLoop {
 
   /// Calls `fn(fd, events)` whenever `fd` is ready for any of `events`
   /// (level-triggered; Events::error is always reported). Throws std::system_error
-  /// if the fd cannot be watched (already added, not pollable).
+  /// if the fd cannot be watched (already added, not pollable). A handler whose fd
+  /// was closed without remove_handler() is stale (epoll forgot the fd): a new fd
+  /// with that number replaces it, and it never runs again.
   void add_handler(int fd, Events events, std::function<void(int fd, Events events)> fn);
   void update_handler(int fd, Events events);
   /// Stops watching `fd`. Safe from inside any handler, including fd's own.
@@ -167,9 +206,10 @@ class IOLoop {
   template <class F>
   auto run_sync(F&& fn) -> std::invoke_result_t<std::decay_t<F>&>;
   /// As run_sync(fn), but throws TimeoutError if `fn` has not finished after
-  /// `timeout`; the fiber stays suspended and may finish if the loop runs again.
-  template <class F>
-  auto run_sync(F&& fn, std::chrono::nanoseconds timeout) -> std::invoke_result_t<std::decay_t<F>&>;
+  /// `timeout`; the fiber stays suspended and may finish if the loop runs again. A
+  /// timeout too long for the clock never comes.
+  template <class F, class Rep, class Period>
+  auto run_sync(F&& fn, std::chrono::duration<Rep, Period> timeout) -> std::invoke_result_t<std::decay_t<F>&>;
 
   /// Where exceptions that escape callbacks go (after stack contexts, if any), and
   /// errors of fibers nobody retrieved. `where` says what threw ("a callback",
@@ -179,7 +219,8 @@ class IOLoop {
   using UnhandledExceptionHandler = std::function<void(std::exception_ptr error, const std::string& where)>;
   void set_unhandled_exception_handler(UnhandledExceptionHandler handler);
 
-  /// The pool behind run_blocking(), created on first use. Owner thread only.
+  /// The pool behind run_blocking(), created on first use. Owner thread only. Jobs
+  /// still queued on it when the loop is destroyed never run (see ~IOLoop).
   ThreadPoolExecutor& blocking_executor();
   const Options& options() const noexcept { return options_; }
   /// Fibers spawned on this loop that have not finished.
@@ -208,9 +249,11 @@ class IOLoop {
   bool has_ready_work(clock::time_point now) const noexcept;
   void report(std::exception_ptr error, const char* where) noexcept;
   void drop_pending_work() noexcept;
+  bool drop_pending_callbacks() noexcept;
   void compact_timers();
 
   Options options_;
+  const std::uint32_t serial_;  // names this loop in its TimeoutHandles (never 0)
   std::shared_ptr<detail::ThreadWakeup> wakeup_;
   const void* owner_;  // identifies the owning thread
   std::shared_ptr<detail::LoopAnchor> anchor_;

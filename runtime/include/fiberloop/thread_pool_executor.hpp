@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -24,6 +25,8 @@ class ExecutorTask {
  public:
   virtual ~ExecutorTask() = default;
   virtual void run() noexcept = 0;
+  /// Completes the promise with `error` instead of running.
+  virtual void fail(std::exception_ptr error) noexcept = 0;
 };
 }  // namespace detail
 
@@ -40,6 +43,10 @@ class ThreadPoolExecutor {
   /// exception, on that worker thread. `fn` runs under the stack contexts active
   /// here (its ContextLocal values, and for work it registers, its handlers).
   /// Thread: any. Throws ExecutorShutdown after shutdown().
+  /// `fn` may reference the stack of a fiber that waits for the future directly
+  /// (wait_for_future): if the fiber's loop is destroyed meanwhile, the fiber stays
+  /// suspended until `fn` has run (see ~IOLoop). A fiber that stops waiting earlier
+  /// (a timeout, with_timeout) must not let `fn` reference its stack.
   template <class F>
   [[nodiscard]] auto submit(F&& fn) -> Future<std::invoke_result_t<std::decay_t<F>&>>;
 
@@ -50,6 +57,11 @@ class ThreadPoolExecutor {
   std::size_t thread_count() const noexcept { return threads_.size(); }
 
  private:
+  friend class IOLoop;
+  /// Stops accepting work and fails the jobs not yet started with `error`, unrun;
+  /// the running ones go on.
+  void fail_queued(std::exception_ptr error) noexcept;
+
   void enqueue(std::unique_ptr<detail::ExecutorTask> task);
   void work() noexcept;
 
@@ -67,6 +79,10 @@ class ExecutorTaskFor final : public ExecutorTask {
   template <class G>
   ExecutorTaskFor(G&& fn, Promise<R> promise)
       : fn_(std::forward<G>(fn)), promise_(std::move(promise)), chain_(ChainRef::capture_shared()) {}
+  void fail(std::exception_ptr error) noexcept override {
+    promise_.set_exception(std::move(error));  // cannot throw: the job never ran
+    chain_ = ChainRef();
+  }
   void run() noexcept override {
     ChainScope scope(std::move(chain_));
     try {
@@ -93,6 +109,7 @@ auto ThreadPoolExecutor::submit(F&& fn) -> Future<std::invoke_result_t<std::deca
   using R = std::invoke_result_t<std::decay_t<F>&>;
   Promise<R> promise;
   Future<R> result = promise.get_future();
+  detail::state_of(result)->mark_job_result();
   enqueue(std::make_unique<detail::ExecutorTaskFor<std::decay_t<F>, R>>(std::forward<F>(fn), std::move(promise)));
   return result;
 }

@@ -274,5 +274,26 @@ TEST_F(HttpClientTest, ReadsCloseDelimitedAndChunkedResponses) {
   });
 }
 
+
+// A client may outlive its loop (a pooled connection and the sweep timer pending):
+// destroying it then touches nothing of the loop, and a fetch fails with LoopClosed.
+// (Before: remove_timeout, remove_handler and spawn on the destroyed loop,
+// heap-use-after-free under ASan.)
+TEST(HttpClientLoopTest, ClientDestroyedAfterItsLoopClosesItsConnectionsOnly) {
+  auto loop = std::make_unique<IOLoop>();
+  auto client = std::make_unique<HttpClient>(HttpClient::Options{}, *loop);
+  HttpServer server([](const HttpRequest&) { return text_response("ok"); }, {}, *loop);
+  const auto port = server.listen(0);
+  loop->run_sync([&] {
+    EXPECT_EQ(wait_for_future(client->fetch(url_of(port))).status, 200);  // pooled afterwards
+    server.stop();
+  });
+  loop.reset();
+  const Future<HttpResponse> late = client->fetch(url_of(port));
+  ASSERT_TRUE(late.done());
+  EXPECT_THROW(late.result(), LoopClosed);
+  client.reset();
+}
+
 }  // namespace
 }  // namespace fiberloop::testing

@@ -13,7 +13,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fiberloop/fiberloop.hpp>
@@ -294,6 +296,50 @@ TEST(TcpServerEmfileTest, AcceptBacksOffWithoutSpinningAndResumes) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status)) << "child died abnormally, status " << status;
   EXPECT_EQ(WEXITSTATUS(status), 0) << "see emfile_child() for what this code means";
+}
+
+
+// ---- a server destroyed off its loop's thread, or after its loop (issue 16) --------
+
+// Destroyed on another thread, the server hands its shutdown to the loop: the listening
+// fd's handler is removed there, the port refuses connections, and the fd number is
+// free for the next server. (Before: the swallowed remove_handler left the slot taken,
+// with a handler pointing at the freed server; the next listen() on that fd number
+// failed with EEXIST.)
+TEST_F(TcpServerTest, DestroyedOnAnotherThreadShutsDownOnItsLoop) {
+  run_in_fiber([&] {
+    auto server = std::make_unique<TcpServer>(echo_lines, TcpServer::Options{}, loop_);
+    const std::uint16_t old_port = server->listen(0);
+    std::thread([doomed = std::move(server)] {}).join();
+    sleep_for(20ms);  // the handed-over shutdown runs on the loop
+    EXPECT_THROW(TcpStream::connect("127.0.0.1", old_port, 5s), std::system_error);  // refused
+
+    TcpServer next(echo_lines, {}, loop_);
+    std::uint16_t port = 0;
+    ASSERT_NO_THROW(port = next.listen(0));
+    TcpStream c = TcpStream::connect("127.0.0.1", port, 5s);
+    c.write_all("again\n");
+    EXPECT_EQ(c.read_until("\n", 100, 5s), "again\n");
+    c.close();
+    next.stop();
+  });
+}
+
+// A server may outlive its loop: destroying it then touches nothing of the loop.
+// (Before: heap-use-after-free under ASan.)
+TEST(TcpServerLoopTest, ServerDestroyedAfterItsLoopClosesItsSocketOnly) {
+  auto loop = std::make_unique<IOLoop>();
+  auto server = std::make_unique<TcpServer>(echo_lines, TcpServer::Options{}, *loop);
+  const std::uint16_t port = server->listen(0);
+  loop->run_sync([&] {
+    TcpStream c = TcpStream::connect("127.0.0.1", port, 5s);
+    c.write_all("hi\n");
+    EXPECT_EQ(c.read_until("\n", 100, 5s), "hi\n");
+  });
+  loop.reset();
+  server.reset();
+  IOLoop other;
+  EXPECT_THROW(other.run_sync([&] { (void)TcpStream::connect("127.0.0.1", port, 5s); }), std::system_error);
 }
 
 }  // namespace

@@ -2,12 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -309,6 +312,104 @@ TEST_F(TcpStreamTest, DefaultConstructedStreamIsClosed) {
   EXPECT_EQ(s.buffered(), 0u);
   EXPECT_EQ(s.peer_address(), "");
   run_in_fiber([&] { EXPECT_THROW(s.read_exactly(1), StreamClosed); });
+}
+
+
+// ---- huge and negative timeouts (issue 16, item 3) -------------------------------
+
+TEST_F(TcpStreamTest, HugeTimeoutsWaitAndNegativeOnesTimeOutAtOnce) {
+  RawListener listener;
+  run_in_fiber([&] {
+    auto pair = connect_pair(listener);
+    TcpStream& client = pair.client;
+    TcpStream& server = pair.server;
+    char byte = 0;
+    loop_.call_later(10ms, [fd = server.fd()] { ::send(fd, "a", 1, MSG_NOSIGNAL); });
+    EXPECT_EQ(client.read_some({&byte, 1}, std::chrono::nanoseconds::max()), 1u);
+    client.set_timeout(std::chrono::nanoseconds::max());
+    loop_.call_later(10ms, [fd = server.fd()] { ::send(fd, "b", 1, MSG_NOSIGNAL); });
+    EXPECT_EQ(client.read_exactly(1), "b");
+    for (const auto timeout : {std::chrono::nanoseconds::min(), std::chrono::nanoseconds(-1), std::chrono::nanoseconds(0)}) {
+      const auto start = std::chrono::steady_clock::now();
+      EXPECT_THROW(client.read_some({&byte, 1}, timeout), TimeoutError);
+      EXPECT_THROW(client.read_until("\n", 10, timeout), TimeoutError);
+      EXPECT_LT(elapsed_ms(start), 1000.0);  // generous: "at once" is the next iteration
+    }
+    TcpStream again = TcpStream::connect("127.0.0.1", listener.port, std::chrono::nanoseconds::max());
+    EXPECT_TRUE(again.is_open());
+    ::close(listener.accept());
+    std::string got;
+    std::thread plain([&, fd = client.fd()] {  // a thread with no loop waits in poll()
+      TcpStream other(::dup(fd), loop_);
+      char c = 0;
+      try {
+        other.read_some({&c, 1}, std::chrono::nanoseconds::min());
+      } catch (const TimeoutError&) {
+        got += "timeout ";
+      }
+      ::send(server.fd(), "c", 1, MSG_NOSIGNAL);
+      got += other.read_exactly(1, std::chrono::nanoseconds::max());
+    });
+    plain.join();
+    EXPECT_EQ(got, "timeout c");
+  });
+}
+
+// ---- a stream closed off its loop's thread (issue 16, item 4) ---------------------
+
+// A stream registered with its loop and destroyed on another thread hands its close
+// to the loop, which removes the handler: the fd number is usable by the next socket.
+// (Before: remove_handler threw, was swallowed, the fd was closed and its slot stayed
+// taken: the next stream on that number failed with EEXIST for good.)
+TEST_F(TcpStreamTest, DestroyedOnAnotherThreadLeavesItsFdNumberUsableOnTheLoop) {
+  RawListener listener;
+  run_in_fiber([&] {
+    auto pair = connect_pair(listener);
+    char byte = 0;
+    EXPECT_THROW(pair.client.read_some({&byte, 1}, 1ms), TimeoutError);  // registers its fd
+    const int fd = pair.client.fd();
+    std::thread([doomed = std::move(pair.client)] {}).join();
+    for (int i = 0; i < 2000 && ::fcntl(fd, F_GETFD) != -1; ++i) sleep_for(1ms);  // closed on the loop
+    ASSERT_EQ(::fcntl(fd, F_GETFD), -1) << "the socket was never closed";
+    EXPECT_THROW(pair.server.read_exactly(1, 5s), StreamClosed);  // the peer saw the close
+
+    // The next socket with that fd number works on the loop.
+    const int raw = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(listener.port);
+    ASSERT_EQ(::connect(raw, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+    if (raw != fd) {
+      ASSERT_EQ(::dup2(raw, fd), fd);
+      ::close(raw);
+    }
+    TcpStream reused(fd, loop_);
+    TcpStream peer(listener.accept(), loop_);
+    loop_.call_later(10ms, [fd = peer.fd()] { ::send(fd, "x", 1, MSG_NOSIGNAL); });
+    EXPECT_EQ(reused.read_exactly(1, 5s), "x");
+  });
+}
+
+
+// A stream may outlive its loop: closing it then only closes the socket.
+// (Before: remove_handler on the destroyed loop, a heap-use-after-free under ASan.)
+TEST(TcpStreamLoopTest, StreamRegisteredWithADestroyedLoopClosesItsSocketOnly) {
+  RawListener listener;
+  std::optional<TcpStream> client;
+  int peer = -1;
+  auto loop = std::make_unique<IOLoop>();
+  loop->run_sync([&] {
+    client.emplace(TcpStream::connect("127.0.0.1", listener.port, 5s));
+    peer = listener.accept();
+    char byte = 0;
+    EXPECT_THROW(client->read_some({&byte, 1}, 1ms), TimeoutError);  // registers its fd
+  });
+  loop.reset();
+  client.reset();
+  char byte = 0;
+  EXPECT_EQ(::recv(peer, &byte, 1, 0), 0) << "the peer should see the connection closed";
+  ::close(peer);
 }
 
 }  // namespace

@@ -40,8 +40,8 @@ class HttpClient {
 
   /// Thread: the loop's thread.
   explicit HttpClient(Options options = {}, IOLoop& loop = IOLoop::current());
-  /// Closes the idle connections. Thread: the loop's thread, before the loop is
-  /// destroyed. Fetches in flight still complete.
+  /// Closes the idle connections. Thread: the loop's thread; may run after the loop
+  /// is destroyed. Fetches in flight still complete.
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -52,7 +52,7 @@ class HttpClient {
   /// malformed response or too many redirects; TimeoutError past connect_timeout or
   /// request_timeout; StreamClosed or std::system_error for transport failures. A
   /// GET or HEAD on a pooled connection the server had closed is retried once on a
-  /// fresh connection.
+  /// fresh connection. LoopClosed once the client's loop is destroyed.
   [[nodiscard]] Future<HttpResponse> fetch(const std::string& url, FetchOptions options = {});
 
  private:

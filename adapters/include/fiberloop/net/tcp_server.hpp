@@ -28,10 +28,14 @@ class TcpServer {
  public:
   using Handler = std::function<void(TcpStream&)>;  // runs in its own fiber per connection
   using Options = TcpServerOptions;
+  /// Thread: the loop's (as every method below but the destructor; others throw std::logic_error).
   explicit TcpServer(Handler handler, Options options = {}, IOLoop& loop = IOLoop::current());
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
-  ~TcpServer();  // if still listening: stops accepting and closes connections (no wait)
+  /// If still listening: stops accepting and closes connections (no wait). Thread: any;
+  /// from another thread the loop does it in its next iteration. May run after the loop
+  /// is destroyed (then only the listening socket is left to close).
+  ~TcpServer();
   /// Binds and listens (SO_REUSEADDR; "::1"/"::" for IPv6). Port 0 picks a free one. Returns the port.
   std::uint16_t listen(std::uint16_t port, const std::string& host = "127.0.0.1");
   std::uint16_t port() const noexcept;

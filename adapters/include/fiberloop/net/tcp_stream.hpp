@@ -32,7 +32,10 @@ class TcpStream {
   using Duration = std::chrono::nanoseconds;
   static constexpr Duration default_timeout = std::chrono::seconds(30);
 
-  // A stream must be destroyed before its loop (it unregisters its fd from the loop).
+  // Thread: the stream's loop (a stream used off any loop: its one thread). From
+  // another thread only close() and the destructor, which hand the closing to the
+  // loop when its fd is registered there (the socket then closes in the loop's next
+  // iteration). A stream may outlive its loop: closing it then only closes the socket.
   TcpStream() noexcept;  // not open
   /// Adopts a connected socket (made non-blocking here); registers with `loop` lazily.
   explicit TcpStream(int fd, IOLoop& loop = IOLoop::current());
@@ -64,7 +67,8 @@ class TcpStream {
   /// Peer gone (EPIPE/ECONNRESET) -> StreamClosed.
   void write_all(std::string_view data);
   void write_all(std::string_view data, Duration timeout);
-  /// Closes now. A fiber of this loop suspended in a read/write on this stream wakes with StreamClosed.
+  /// Closes now (from another thread: see above). A fiber of this loop suspended in a
+  /// read/write on this stream wakes with StreamClosed.
   void close() noexcept;
 
   bool is_open() const noexcept;
@@ -80,7 +84,7 @@ class TcpStream {
   struct Impl;  // internal (adapters/src/tcp_stream.cpp)
 
  private:
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // shared with the loop while it closes the stream for another thread
 };
 
 }  // namespace fiberloop

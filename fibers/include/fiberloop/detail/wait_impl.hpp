@@ -14,21 +14,20 @@ Future<T> with_timeout(Future<T> f, std::chrono::duration<Rep, Per> timeout) {
   struct Race {
     Promise<T> promise;
     std::atomic<bool> settled{false};
-    TimeoutHandle timer;
+    detail::LoopTimeout timer;
   };
-  const auto limit = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout);
+  const std::chrono::nanoseconds limit = detail::saturating_nanoseconds(timeout);
   auto race = std::make_shared<Race>();
   Future<T> result = race->promise.get_future();
-  IOLoop* loop = &IOLoop::current();
-  race->timer = loop->call_later(limit, [race, limit] {
+  race->timer.start(limit, [race, limit] {
     if (race->settled.exchange(true)) return;
     try {
       detail::throw_timeout("with_timeout()", limit);
-    } catch (...) {
+    } catch (const TimeoutError&) {
       race->promise.set_exception(std::current_exception());
     }
   });
-  f.add_done_callback([race, loop](const Future<T>& done) {
+  f.add_done_callback([race](const Future<T>& done) {
     if (race->settled.exchange(true)) return;
     if (done.exception()) {
       race->promise.set_exception(done.exception());
@@ -37,7 +36,7 @@ Future<T> with_timeout(Future<T> f, std::chrono::duration<Rep, Per> timeout) {
     } else {
       race->promise.set_value(done.result());
     }
-    detail::remove_timeout_if_here(loop, race->timer);
+    race->timer.cancel();
   });
   return result;
 }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <limits>
+#include <ratio>
 #include <type_traits>
 
 namespace fiberloop::detail {
@@ -15,6 +16,17 @@ namespace fiberloop::detail {
 template <class Rep, class Period>
 constexpr std::chrono::nanoseconds saturating_nanoseconds(std::chrono::duration<Rep, Period> d) noexcept {
   using std::chrono::nanoseconds;
+  using to_ns = std::ratio_divide<Period, std::nano>;
+  if constexpr (std::is_integral_v<Rep> && std::is_signed_v<Rep> && sizeof(Rep) <= sizeof(nanoseconds::rep) &&
+                to_ns::den == 1) {
+    // The common case (nanoseconds, milliseconds, hours...): integer checks only, as
+    // timers are set on hot paths. nanoseconds itself comes back as it is.
+    constexpr nanoseconds::rep factor = to_ns::num;
+    const nanoseconds::rep count = d.count();
+    if (count > nanoseconds::max().count() / factor) return nanoseconds::max();
+    if (count < nanoseconds::min().count() / factor) return nanoseconds::min();
+    return nanoseconds(count * factor);
+  }
   using wide = std::chrono::duration<long double, std::nano>;
   if constexpr (std::is_floating_point_v<Rep>) {
     if (d.count() != d.count()) return nanoseconds::zero();  // NaN: no time at all

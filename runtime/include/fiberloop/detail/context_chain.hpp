@@ -195,6 +195,12 @@ void route_exception(ContextNode* chain, std::exception_ptr error, const char* w
 /// stack being unwound), which no catch-all may swallow.
 bool handling_forced_unwind() noexcept;
 
+/// For a noexcept catch-all that caught forced_unwind: work run by the loop (`where`)
+/// suspended its fiber, and the fiber is being destroyed. The unwinding cannot pass
+/// the loop's noexcept dispatch and must not be swallowed: says so on stderr and
+/// aborts. (Callbacks may not wait; fiberloop's waits refuse, see future.hpp.)
+[[noreturn]] void abort_on_forced_unwind(const char* where) noexcept;
+
 /// Runs `fn()` under `chain` (taking over its reference) and routes what escapes it.
 template <class F>
 void run_in_chain(ChainRef chain, F& fn, const char* where) noexcept {
@@ -203,6 +209,8 @@ void run_in_chain(ChainRef chain, F& fn, const char* where) noexcept {
   try {
     fn();
   } catch (...) {
+    if (handling_forced_unwind()) [[unlikely]]
+      abort_on_forced_unwind(where);
     route_exception(node, std::current_exception(), where);
   }
 }
@@ -214,6 +222,8 @@ void run_without_chain(F& fn, const char* where) noexcept {
   try {
     fn();
   } catch (...) {
+    if (handling_forced_unwind()) [[unlikely]]
+      abort_on_forced_unwind(where);
     route_exception(nullptr, std::current_exception(), where);
   }
   if (tls_active_chain) [[unlikely]] {

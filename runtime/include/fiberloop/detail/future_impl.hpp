@@ -12,7 +12,10 @@ void CallbackWaiter<T>::run(FutureState<T>& state, const std::function<void(cons
                             ChainRef chain) noexcept {
   state.add_ref();
   const Future<T> handle(AdoptState{}, &state);
-  auto call = [&] { cb(handle); };
+  auto call = [&] {
+    DoneCallbackScope in_callback;
+    cb(handle);
+  };
   run_in_chain(std::move(chain), call, "a Future done callback");
 }
 

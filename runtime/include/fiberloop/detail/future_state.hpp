@@ -41,6 +41,30 @@ class Waiter {
   bool is_callback_;
 };
 
+/// How many Future done callbacks the running fiber (or, outside fibers, the thread)
+/// is inside. A done callback runs in the middle of completing its future, on
+/// whatever completes it, so it may not wait: the waits check this. The fibers layer
+/// keeps it per fiber.
+extern constinit thread_local unsigned tls_done_callback_depth;
+
+/// Counts a done callback for as long as it runs.
+class DoneCallbackScope {
+ public:
+  DoneCallbackScope() noexcept { ++tls_done_callback_depth; }
+  ~DoneCallbackScope() { --tls_done_callback_depth; }
+  DoneCallbackScope(const DoneCallbackScope&) = delete;
+  DoneCallbackScope& operator=(const DoneCallbackScope&) = delete;
+};
+
+[[noreturn]] void throw_wait_in_done_callback(const char* what);
+
+/// Throws BlockingCallError when called inside a Future done callback: `what` (a
+/// wait) would suspend or block whatever is completing the future.
+inline void forbid_in_done_callback(const char* what) {
+  if (tls_done_callback_depth != 0) [[unlikely]]
+    throw_wait_in_done_callback(what);
+}
+
 /// Reports an exception that escaped a callback nobody else could take.
 void report_unhandled(std::exception_ptr error, const char* where) noexcept;
 
@@ -70,6 +94,10 @@ class FutureStateBase {
   const std::exception_ptr& error() const noexcept { return error_; }
   /// Someone has seen the error (Future::result() rethrew it, exception() returned it).
   void mark_observed() noexcept { flags_.fetch_or(kObserved, std::memory_order_relaxed); }
+  /// Before the state is shared: a ThreadPoolExecutor job completes it, and may use
+  /// the stack of a fiber waiting on it, which must then outlive the job (~IOLoop).
+  void mark_job_result() noexcept { flags_.fetch_or(kJobResult, std::memory_order_relaxed); }
+  bool job_result() const noexcept { return flags_.load(std::memory_order_relaxed) & kJobResult; }
 
   /// Links `w` unless the state is already done; returns false (w unlinked) if done.
   bool link_waiter(Waiter& w) noexcept;
@@ -98,7 +126,7 @@ class FutureStateBase {
   void report_if_unobserved() noexcept;
 
   static constexpr int kEmpty = 0, kClaimed = 1, kDone = 2;
-  static constexpr std::uint8_t kObserved = 1, kWatched = 2;
+  static constexpr std::uint8_t kObserved = 1, kWatched = 2, kJobResult = 4;
   std::atomic<int> refs_{1};
   std::atomic<int> phase_{kEmpty};
   SpinLock lock_;
