@@ -12,6 +12,7 @@
 #include <fiberloop/net/tcp_stream.hpp>
 
 #include "http_wire.hpp"
+#include "loop_lifetime.hpp"
 
 namespace fiberloop {
 
@@ -127,7 +128,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
     http_clock::time_point idle_since;
   };
 
-  Impl(Options o, IOLoop& l) : options(o), loop(l) {}
+  Impl(Options o, IOLoop& l) : options(o), loop(l), loop_lifetime(l) {}
 
   HttpResponse fetch(const Url& first, const FetchOptions& fetch_options);
   HttpResponse exchange(const Url& url, const std::string& method, const std::string& body,
@@ -140,6 +141,7 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
   Options options;
   IOLoop& loop;
+  LoopLifetime loop_lifetime;  // the client may be destroyed after its loop
   bool closed = false;
   bool sweep_scheduled = false;
   TimeoutHandle sweep_timer;
@@ -295,10 +297,13 @@ HttpClient::HttpClient(Options options, IOLoop& loop) : impl_(std::make_shared<I
 HttpClient::~HttpClient() {
   impl_->closed = true;
   impl_->idle.clear();
-  if (impl_->sweep_scheduled) impl_->loop.remove_timeout(impl_->sweep_timer);
+  if (impl_->sweep_scheduled && impl_->loop_lifetime.alive()) impl_->loop.remove_timeout(impl_->sweep_timer);
 }
 
 Future<HttpResponse> HttpClient::fetch(const std::string& url, FetchOptions options) {
+  if (!impl_->loop_lifetime.alive())
+    return make_exceptional_future<HttpResponse>(
+        std::make_exception_ptr(LoopClosed("HttpClient::fetch(): the client's IOLoop was destroyed")));
   Url parsed;
   try {
     parsed = parse_url(url);

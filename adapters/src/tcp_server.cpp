@@ -15,6 +15,7 @@
 #include <fiberloop/detail/loop_internals.hpp>
 #include <fiberloop/wait.hpp>
 
+#include "loop_lifetime.hpp"
 #include "socket_util.hpp"
 
 namespace fiberloop {
@@ -25,6 +26,7 @@ constexpr int max_accepts_per_wakeup = 64;  // bounds one iteration; the rest wa
 
 struct TcpServer::State : std::enable_shared_from_this<State> {
   IOLoop* loop;
+  detail::LoopLifetime loop_lifetime;  // the server may be destroyed after its loop
   Handler handler;
   Options options;
   int listen_fd = -1;
@@ -41,7 +43,7 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
   std::optional<Promise<void>> stopped;
   Future<void> stopped_future;
 
-  State(Handler h, Options o, IOLoop& l) : loop(&l), handler(std::move(h)), options(std::move(o)) {}
+  State(Handler h, Options o, IOLoop& l) : loop(&l), loop_lifetime(l), handler(std::move(h)), options(std::move(o)) {}
 
   bool may_accept() const noexcept {
     return listen_fd >= 0 && !stopping && !backing_off &&
@@ -142,14 +144,15 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
 
   void stop_accepting() noexcept {
     stopping = true;
-    if (watching) {
+    const bool loop_alive = loop_lifetime.alive();  // a loop that is gone has nothing to forget
+    if (watching && loop_alive) {
       try {
         loop->remove_handler(listen_fd);
       } catch (...) {
       }
-      watching = false;
     }
-    if (backing_off) loop->remove_timeout(backoff_timer);
+    watching = false;
+    if (backing_off && loop_alive) loop->remove_timeout(backoff_timer);
     backing_off = false;
     if (listen_fd >= 0) ::close(listen_fd);
     listen_fd = -1;

@@ -24,6 +24,7 @@
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>
 
+#include "loop_lifetime.hpp"
 #include "socket_util.hpp"
 
 namespace fiberloop {
@@ -60,6 +61,7 @@ constexpr std::size_t initial_buffer = 16 * 1024;
 
 struct TcpStream::Impl {
   IOLoop* loop;
+  detail::LoopLifetime loop_lifetime;  // the stream may outlive its loop
   int fd;
   Duration timeout = default_timeout;
   bool registered = false;       // fd has a handler on `loop`
@@ -71,7 +73,7 @@ struct TcpStream::Impl {
   std::unique_ptr<char[]> data;
   std::size_t cap = 0, begin = 0, end = 0;
 
-  Impl(IOLoop& l, int f) noexcept : loop(&l), fd(f) {}
+  Impl(IOLoop& l, int f) noexcept : loop(&l), loop_lifetime(l), fd(f) {}
   ~Impl() { close(); }
 
   std::size_t avail() const noexcept { return end - begin; }
@@ -209,13 +211,13 @@ struct TcpStream::Impl {
 
   void close() noexcept {
     if (fd < 0) return;
-    if (registered) {
+    if (registered && loop_lifetime.alive()) {  // a loop that is gone has nothing to forget
       try {
         loop->remove_handler(fd);
       } catch (...) {  // wrong thread: epoll forgets the fd when it is closed below
       }
-      registered = false;
     }
+    registered = false;
     interest = Events::none;
     ::close(fd);
     fd = -1;

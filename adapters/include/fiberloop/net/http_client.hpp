@@ -40,8 +40,9 @@ class HttpClient {
 
   /// Thread: the loop's thread.
   explicit HttpClient(Options options = {}, IOLoop& loop = IOLoop::current());
-  /// Closes the idle connections. Thread: the loop's thread, before the loop is
-  /// destroyed. Fetches in flight still complete.
+  /// Closes the idle connections. Fetches in flight still complete (or end with
+  /// LoopClosed when the loop is destroyed). Thread: the loop's thread; before or
+  /// after the loop is destroyed.
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
@@ -52,7 +53,7 @@ class HttpClient {
   /// malformed response or too many redirects; TimeoutError past connect_timeout or
   /// request_timeout; StreamClosed or std::system_error for transport failures. A
   /// GET or HEAD on a pooled connection the server had closed is retried once on a
-  /// fresh connection.
+  /// fresh connection. Once the client's loop is destroyed: fails with LoopClosed.
   [[nodiscard]] Future<HttpResponse> fetch(const std::string& url, FetchOptions options = {});
 
  private:

@@ -31,7 +31,7 @@ class TcpServer {
   explicit TcpServer(Handler handler, Options options = {}, IOLoop& loop = IOLoop::current());
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
-  ~TcpServer();  // if still listening: stops accepting and closes connections (no wait)
+  ~TcpServer();  // if still listening: stops accepting and closes connections (no wait); may run after the loop is gone
   /// Binds and listens (SO_REUSEADDR; "::1"/"::" for IPv6). Port 0 picks a free one. Returns the port.
   std::uint16_t listen(std::uint16_t port, const std::string& host = "127.0.0.1");
   std::uint16_t port() const noexcept;

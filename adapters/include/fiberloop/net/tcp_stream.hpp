@@ -32,7 +32,7 @@ class TcpStream {
   using Duration = std::chrono::nanoseconds;
   static constexpr Duration default_timeout = std::chrono::seconds(30);
 
-  // A stream must be destroyed before its loop (it unregisters its fd from the loop).
+  // A stream may outlive its loop: closing it then only closes the socket.
   TcpStream() noexcept;  // not open
   /// Adopts a connected socket (made non-blocking here); registers with `loop` lazily.
   explicit TcpStream(int fd, IOLoop& loop = IOLoop::current());
