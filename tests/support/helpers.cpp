@@ -72,13 +72,6 @@ std::size_t memory_mappings() {
   return lines;
 }
 
-std::size_t resident_bytes() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.starts_with("VmRSS:")) return std::stoul(line.substr(6)) * 1024;  // "VmRSS:   1234 kB"
-  return 0;
-}
-
 std::string run_in_child(const std::function<std::string()>& body) {
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return std::string("pipe2: ") + std::strerror(errno);

@@ -59,9 +59,6 @@ int highest_fd();
 /// How many memory mappings this process has (lines of /proc/self/maps).
 std::size_t memory_mappings();
 
-/// This process's resident memory, in bytes (VmRSS).
-std::size_t resident_bytes();
-
 /// Runs `body` in a forked child process (for tests that change process-wide state,
 /// such as RLIMIT_NOFILE, or that may crash) and waits for it. `body` returns an
 /// empty string when all its checks passed, else what failed. Returns that text, or
