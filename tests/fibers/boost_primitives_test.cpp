@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/helpers.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop {
@@ -22,6 +23,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::elapsed_ms;
+using testing::Ticker;
 
 class BoostPrimitivesTest : public testing::LoopTest {};
 
@@ -126,24 +128,25 @@ TEST_F(BoostPrimitivesTest, ConditionVariableWaitForNotifiedByALoopCallback) {
 
 TEST_F(BoostPrimitivesTest, ThisFiberSleepForSuspendsOnlyThatFiber) {
   run_in_fiber([&] {
-    const auto start = Clock::now();
-    int ticks = 0;
-    bool slept = false;
-    auto sleeper = loop_.spawn([&] {
-      boost::this_fiber::sleep_for(40ms);
-      slept = true;
-    });
-    auto long_sleeper = loop_.spawn([] { boost::this_fiber::sleep_for(60ms); });
-    while (!slept) {
-      ++ticks;
-      sleep_for(1ms);
-    }
-    wait_for_future(sleeper);
+    Ticker ticker(loop_);
+    Clock::time_point from[2], until[2];
+    auto sleeper = [&](int i, std::chrono::milliseconds d) {
+      return loop_.spawn([&, i, d] {
+        from[i] = Clock::now();
+        boost::this_fiber::sleep_for(d);
+        until[i] = Clock::now();
+      });
+    };
+    auto short_sleeper = sleeper(0, 40ms);
+    auto long_sleeper = sleeper(1, 60ms);
+    wait_for_future(short_sleeper);
     wait_for_future(long_sleeper);
-    const double ms = elapsed_ms(start);
-    EXPECT_GE(ms, 59.0);
-    EXPECT_LT(ms, 500.0) << "Boost sleeps ran one after another or the loop overslept";
-    EXPECT_GE(ticks, 5);
+    ticker.stop();
+    const double long_sleep_ms = std::chrono::duration<double, std::milli>(until[1] - from[1]).count();
+    EXPECT_GE(long_sleep_ms, 59.0);
+    EXPECT_LT(long_sleep_ms, 1000.0) << "the loop overslept";
+    EXPECT_TRUE(from[1] < until[0]) << "Boost sleeps ran one after another";
+    EXPECT_TRUE(ticker.ran_between(from[0], until[0])) << "no other fiber ran while one slept";
   });
 }
 
@@ -299,8 +302,7 @@ TEST_F(BoostPrimitivesTest, PlainBoostFibersStartedInALoopFiberRunAndJoin) {
 }
 
 TEST_F(BoostPrimitivesTest, YieldingFibersDoNotStarveTimersCallbacksOrIo) {
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  testing::Pipe pipe;
   run_in_fiber([&] {
     bool timer_ran = false, callback_ran = false, handler_ran = false;
     std::vector<Future<int>> spinners;
@@ -315,7 +317,7 @@ TEST_F(BoostPrimitivesTest, YieldingFibersDoNotStarveTimersCallbacksOrIo) {
       }));
     loop_.call_later(5ms, [&] { timer_ran = true; });
     loop_.add_callback([&] { callback_ran = true; });
-    loop_.add_handler(fds[1], Events::write, [&](int fd, Events) {
+    loop_.add_handler(pipe.write_fd, Events::write, [&](int fd, Events) {
       handler_ran = true;
       loop_.remove_handler(fd);
     });
@@ -324,8 +326,6 @@ TEST_F(BoostPrimitivesTest, YieldingFibersDoNotStarveTimersCallbacksOrIo) {
     EXPECT_TRUE(timer_ran && callback_ran && handler_ran);
     EXPECT_LT(elapsed_ms(start), 2000.0);
   });
-  ::close(fds[0]);
-  ::close(fds[1]);
 }
 
 TEST_F(BoostPrimitivesTest, BufferedChannelFedFromAnotherThreadWakesTheFiber) {

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/helpers.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop {
@@ -16,19 +17,11 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using testing::capture_stderr;
+using testing::ReportLog;
 using testing::what_of;
 
-class FiberContextTest : public testing::LoopTest {
- protected:
-  /// Records what reaches the loop's unhandled-exception report.
-  void record_reports() {
-    loop_.set_unhandled_exception_handler([this](std::exception_ptr error, const std::string& where) {
-      reports_.emplace_back(what_of(error), where);
-    });
-  }
-
-  std::vector<std::pair<std::string, std::string>> reports_;
-};
+class FiberContextTest : public testing::LoopTest {};
 
 TEST_F(FiberContextTest, InterleavingFibersNeverSeeEachOthersValuesOrHandlers) {
   ContextLocal<int> id;
@@ -100,7 +93,7 @@ TEST_F(FiberContextTest, SpawnedFiberStartsWithItsSpawnersChainAndChangesOnlyIts
 }
 
 TEST_F(FiberContextTest, UnhandledReportNamesTheFiberACallbackCameFrom) {
-  record_reports();
+  ReportLog reports(loop_);
   run_in_fiber([&] {
     Future<void> named = loop_.spawn("request-7", [&] {
       loop_.add_callback([] { throw std::length_error("boom"); });
@@ -110,20 +103,20 @@ TEST_F(FiberContextTest, UnhandledReportNamesTheFiberACallbackCameFrom) {
     wait_for_future(named);
     sleep_for(1ms);
   });
-  ASSERT_EQ(reports_.size(), 2u);
-  EXPECT_EQ(reports_[0].first, "boom");
-  EXPECT_EQ(reports_[0].second, "a callback registered in fiber \"request-7\"");
-  EXPECT_EQ(reports_[1].first, "anonymous");
-  EXPECT_EQ(reports_[1].second, "a callback");
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0].first, "boom");
+  EXPECT_EQ(reports[0].second, "a callback registered in fiber \"request-7\"");
+  EXPECT_EQ(reports[1].first, "anonymous");
+  EXPECT_EQ(reports[1].second, "a callback");
 }
 
 TEST_F(FiberContextTest, DefaultReportPrintsTypeMessageAndFiberName) {
-  ::testing::internal::CaptureStderr();
-  run_in_fiber([&] {
-    wait_for_future(loop_.spawn("checkout", [&] { loop_.add_callback([] { throw std::length_error("too long"); }); }));
-    sleep_for(1ms);
+  const std::string printed = capture_stderr([&] {
+    run_in_fiber([&] {
+      wait_for_future(loop_.spawn("checkout", [&] { loop_.add_callback([] { throw std::length_error("too long"); }); }));
+      sleep_for(1ms);
+    });
   });
-  const std::string printed = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(printed.find("std::length_error: too long"), std::string::npos) << printed;
   EXPECT_NE(printed.find("fiber \"checkout\""), std::string::npos) << printed;
 }
@@ -131,7 +124,7 @@ TEST_F(FiberContextTest, DefaultReportPrintsTypeMessageAndFiberName) {
 // ---- errors nobody retrieved --------------------------------------------------------
 
 TEST_F(FiberContextTest, FailedFiberFutureDroppedUnreadIsReportedOnce) {
-  record_reports();
+  ReportLog reports(loop_);
   run_in_fiber([&] {
     {
       Future<void> lost = loop_.spawn("lost-request", [] { throw std::runtime_error("nobody reads me"); });
@@ -139,37 +132,37 @@ TEST_F(FiberContextTest, FailedFiberFutureDroppedUnreadIsReportedOnce) {
       Future<void> finished_future = finished.get_future();
       lost.add_done_callback([&](const Future<void>&) { finished.set_value(); });  // does not read the error
       wait_for_future(finished_future);
-      EXPECT_TRUE(reports_.empty()) << "reported while a handle still existed";
+      EXPECT_TRUE(reports.empty()) << "reported while a handle still existed";
     }  // the last handle goes here
-    ASSERT_EQ(reports_.size(), 1u);
-    EXPECT_EQ(reports_[0].first, "nobody reads me");
-    EXPECT_NE(reports_[0].second.find("fiber \"lost-request\""), std::string::npos) << reports_[0].second;
-    EXPECT_NE(reports_[0].second.find("without anyone retrieving the error"), std::string::npos);
+    ASSERT_EQ(reports.size(), 1u);
+    EXPECT_EQ(reports[0].first, "nobody reads me");
+    EXPECT_NE(reports[0].second.find("fiber \"lost-request\""), std::string::npos) << reports[0].second;
+    EXPECT_NE(reports[0].second.find("without anyone retrieving the error"), std::string::npos);
 
     // Fire and forget: the fiber holds the last reference itself.
     (void)loop_.spawn([] { throw std::runtime_error("fire and forget"); });
     sleep_for(1ms);
-    ASSERT_EQ(reports_.size(), 2u);
-    EXPECT_EQ(reports_[1].first, "fire and forget");
-    EXPECT_NE(reports_[1].second.find("a fiber"), std::string::npos);
+    ASSERT_EQ(reports.size(), 2u);
+    EXPECT_EQ(reports[1].first, "fire and forget");
+    EXPECT_NE(reports[1].second.find("a fiber"), std::string::npos);
   });
-  EXPECT_EQ(reports_.size(), 2u) << "reported more than once";
+  EXPECT_EQ(reports.size(), 2u) << "reported more than once";
 }
 
 TEST_F(FiberContextTest, DefaultReportOfAnUnretrievedErrorNamesTypeMessageAndFiber) {
-  ::testing::internal::CaptureStderr();
-  run_in_fiber([&] {
-    (void)loop_.spawn("lost-checkout", [] { throw std::out_of_range("no such cart"); });
-    sleep_for(1ms);
+  const std::string printed = capture_stderr([&] {
+    run_in_fiber([&] {
+      (void)loop_.spawn("lost-checkout", [] { throw std::out_of_range("no such cart"); });
+      sleep_for(1ms);
+    });
   });
-  const std::string printed = ::testing::internal::GetCapturedStderr();
   EXPECT_NE(printed.find("std::out_of_range: no such cart"), std::string::npos) << printed;
   EXPECT_NE(printed.find("fiber \"lost-checkout\""), std::string::npos) << printed;
   EXPECT_NE(printed.find("without anyone retrieving the error"), std::string::npos) << printed;
 }
 
 TEST_F(FiberContextTest, FailedFiberFutureWhoseErrorWasReadIsNotReported) {
-  record_reports();
+  ReportLog reports(loop_);
   run_in_fiber([&] {
     {
       Future<void> waited = loop_.spawn("waited", [] { throw std::runtime_error("read by wait_for_future"); });
@@ -193,7 +186,7 @@ TEST_F(FiberContextTest, FailedFiberFutureWhoseErrorWasReadIsNotReported) {
     (void)loop_.spawn([] { throw LoopClosed("closing"); });
     sleep_for(1ms);
   });
-  EXPECT_TRUE(reports_.empty()) << reports_.front().first << " in " << reports_.front().second;
+  EXPECT_TRUE(reports.empty()) << reports[0].first << " in " << reports[0].second;
 }
 
 // ---- seed 000: a memcached client with timeouts, on stack contexts ---------------------
@@ -279,7 +272,7 @@ class MemcacheClient {
 };
 
 TEST_F(FiberContextTest, Seed000MemcacheTimeoutReachesTheRequestsFailCallback) {
-  record_reports();
+  ReportLog reports(loop_);
   constexpr auto kTimeout = 20ms;
   struct Outcome {
     std::string result;
@@ -321,7 +314,7 @@ TEST_F(FiberContextTest, Seed000MemcacheTimeoutReachesTheRequestsFailCallback) {
     EXPECT_EQ(garbage.timeouts_fired, 0) << "the timeout was not removed on the error path";
     EXPECT_FALSE(garbage.server_dead);
   });
-  EXPECT_TRUE(reports_.empty());
+  EXPECT_TRUE(reports.empty());
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/helpers.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop {
@@ -18,17 +19,13 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::CustomError;
 using testing::elapsed_ms;
 using testing::signal_when_closing;
+using testing::Ticker;
 using testing::wait_until;
 
 class RunBlockingTest : public testing::LoopTest {};
-
-class CustomError : public std::runtime_error {
- public:
-  explicit CustomError(int c) : std::runtime_error("custom error " + std::to_string(c)), code(c) {}
-  int code;
-};
 
 TEST_F(RunBlockingTest, RunsOnAnotherThreadAndReturnsOnTheLoopThread) {
   run_in_fiber([&] {
@@ -54,7 +51,7 @@ TEST_F(RunBlockingTest, PropagatesExceptionsFromThePoolThreadWithTheirType) {
       run_blocking([]() -> int { throw CustomError(31); });
       ADD_FAILURE() << "no exception";
     } catch (const CustomError& e) {
-      EXPECT_EQ(e.code, 31);
+      EXPECT_EQ(e.code(), 31);
     }
     EXPECT_EQ(std::this_thread::get_id(), loop_thread);
   });
@@ -62,18 +59,12 @@ TEST_F(RunBlockingTest, PropagatesExceptionsFromThePoolThreadWithTheirType) {
 
 TEST_F(RunBlockingTest, OtherFibersKeepRunningWhileAPoolThreadBlocks) {
   run_in_fiber([&] {
-    std::atomic<bool> blocking_done{false};
-    int ticks = 0;
-    auto ticker = loop_.spawn([&] {
-      while (!blocking_done) {
-        ++ticks;
-        sleep_for(1ms);
-      }
-    });
+    Ticker ticker(loop_);
+    const auto from = Clock::now();
     run_blocking([] { std::this_thread::sleep_for(50ms); });  // a genuinely blocking call
-    blocking_done = true;
-    wait_for_future(ticker);
-    EXPECT_GE(ticks, 10) << "the loop stood still during run_blocking()";
+    const auto until = Clock::now();
+    ticker.stop();
+    EXPECT_TRUE(ticker.ran_between(from, until)) << "the loop stood still during run_blocking()";
   });
 }
 

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/helpers.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop {
@@ -19,6 +20,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using testing::elapsed_ms;
+using testing::memory_mappings;
 
 // Sanitizers slow fiber switches and spawns down; time bounds scale with them, and
 // ThreadSanitizer, which keeps a trace per fiber, gets fewer fibers.
@@ -32,13 +34,6 @@ constexpr bool kThreadSanitizer = false;
 constexpr double kSlowdown = 1;
 constexpr bool kThreadSanitizer = false;
 #endif
-
-std::size_t memory_mappings() {
-  std::ifstream maps("/proc/self/maps");
-  std::size_t lines = 0;
-  for (std::string line; std::getline(maps, line);) ++lines;
-  return lines;
-}
 
 std::size_t max_map_count() {
   std::ifstream in("/proc/sys/vm/max_map_count");
@@ -139,8 +134,10 @@ TEST(FiberStressTest, ThousandDeepCallChainsWaitConcurrently) {
       30s);
   const double ms = elapsed_ms(start);
   for (int i = 0; i < kFibers; ++i) EXPECT_EQ(got[i], chain_frame(nullptr, i, kChainDepth)) << "fiber " << i;
-  EXPECT_GE(ms, 49.0);                                              // the longest wait
-  EXPECT_LT(ms, 500.0 * kSlowdown) << "the waits did not overlap";  // the sum would be ~25 s
+  EXPECT_GE(ms, 49.0);  // the longest wait
+  // One after another the waits would take ~25 s; overlapping, ~50 ms and the
+  // switches. 5 s leaves a loaded machine room and still tells the two apart.
+  EXPECT_LT(ms, 5000.0 * kSlowdown) << "the waits did not overlap";
   EXPECT_EQ(loop.live_fibers(), 0u);
   std::printf("[          ] 1 000 chains of %d frames, waits of 1..50 ms: %.1f ms\n", kChainDepth + 1, ms);
 }
@@ -241,7 +238,7 @@ TEST(FiberStressTest, LoopsConstructedAndDestroyedOneAfterAnother) {
   // Boost.Fiber installs its scheduling algorithm once per thread: every loop on the
   // thread shares it, and it must outlive each of them.
   constexpr int kRounds = 300;
-  int finished = 0, closed = 0;
+  int closed = 0;
   for (int round = 0; round < kRounds; ++round) {
     IOLoop::Options options;
     options.stack_size = static_cast<std::size_t>(round % 3 + 1) * 64 * 1024;  // stacks of several sizes
@@ -263,7 +260,6 @@ TEST(FiberStressTest, LoopsConstructedAndDestroyedOneAfterAnother) {
         },
         10s);
     EXPECT_EQ(got, 6) << "round " << round;
-    ++finished;
     EXPECT_EQ(loop->live_fibers(), leftover.valid() ? 1u : 0u);
     loop.reset();
     if (leftover.valid()) {
@@ -275,7 +271,6 @@ TEST(FiberStressTest, LoopsConstructedAndDestroyedOneAfterAnother) {
       }
     }
   }
-  EXPECT_EQ(finished, kRounds);
   EXPECT_EQ(closed, kRounds / 10);
 }
 

@@ -1,9 +1,6 @@
 // wait_for_future() in each of its four situations, the timeout overload,
 // with_timeout() and sleep_for().
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -21,6 +18,7 @@
 
 #include <boost/fiber/operations.hpp>
 
+#include "support/helpers.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop {
@@ -28,16 +26,13 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using testing::CustomError;
 using testing::elapsed_ms;
+using testing::Pipe;
+using testing::ReportLog;
+using testing::Ticker;
 
 class WaitForFutureTest : public testing::LoopTest {};
-
-/// An error type of our own, to check that exceptions keep their dynamic type.
-class CustomError : public std::runtime_error {
- public:
-  explicit CustomError(int c) : std::runtime_error("custom error " + std::to_string(c)), code(c) {}
-  int code;
-};
 
 /// A future that a helper thread completes (with -1) after `after`, or as soon as
 /// this object is destroyed. A wait that must throw but blocks instead then returns
@@ -93,6 +88,73 @@ void spin_for(std::chrono::nanoseconds d) {
   }
 }
 
+/// How the rounds of race_timeouts_against_completions() whose completion was aimed
+/// at the deadline ended.
+struct RaceOutcomes {
+  int in_time = 0;
+  int timed_out = 0;
+};
+
+/// Races `wait(f, limit)` (a wait with a timeout) against the completion of `f` by a
+/// thread of `pool`, for `rounds` rounds of three kinds in turn:
+///  - completed within 100 µs against a 10 s timeout: must return the value;
+///  - completed only once the wait has thrown, against a 100 µs timeout: must time out;
+///  - completed around the moment the 100 µs deadline passes: either may win.
+/// The first two check both outcomes on every run, however loaded the machine; the
+/// third is the race itself. Every round, `f` ends with its own value and a timeout
+/// never fires early. Returns how the third kind ended.
+template <class Wait>
+RaceOutcomes race_timeouts_against_completions(ThreadPoolExecutor& pool, int rounds, unsigned seed, Wait wait) {
+  enum class Kind { in_time, late, around_the_deadline };
+  constexpr std::chrono::microseconds kShort(100);
+  std::mt19937 rng(seed);
+  RaceOutcomes close;
+  for (int i = 0; i < rounds && !::testing::Test::HasFailure(); ++i) {
+    const auto kind = static_cast<Kind>(i % 3);
+    const std::chrono::nanoseconds limit = kind == Kind::in_time ? std::chrono::nanoseconds(10s) : kShort;
+    auto p = std::make_shared<Promise<int>>();
+    Future<int> f = p->get_future();
+    auto timed_out_seen = std::make_shared<std::atomic<bool>>(false);
+    const auto start = Clock::now();
+    // Spread over the 100 µs before the deadline and the 200 µs after it, in which
+    // the waiter wakes (a completion that lands before it resumes still wins).
+    const auto aim = start + std::chrono::microseconds(rng() % 300);
+    const auto delay = std::chrono::microseconds(rng() % 100);
+    auto job = pool.submit([p, timed_out_seen, kind, aim, delay, i] {
+      if (kind == Kind::in_time) spin_for(delay);
+      if (kind == Kind::around_the_deadline) spin_for(aim - Clock::now());
+      if (kind == Kind::late) {  // a wait that never times out is caught by its 10 s spare
+        const auto give_up = Clock::now() + 10s;
+        while (!timed_out_seen->load() && Clock::now() < give_up) std::this_thread::yield();
+      }
+      p->set_value(i);
+    });
+    bool timed_out = false;
+    try {
+      EXPECT_EQ(wait(f, limit), i) << "round " << i;
+    } catch (const TimeoutError&) {
+      timed_out = true;
+      const std::chrono::nanoseconds waited = Clock::now() - start;
+      EXPECT_GE(waited.count(), limit.count()) << "round " << i << ": the timeout fired early";
+    }
+    timed_out_seen->store(true);
+    switch (kind) {
+      case Kind::in_time:
+        EXPECT_FALSE(timed_out) << "round " << i << ": timed out with 10 s to spare";
+        break;
+      case Kind::late:
+        EXPECT_TRUE(timed_out) << "round " << i << ": returned before the future was completed";
+        break;
+      case Kind::around_the_deadline:
+        ++(timed_out ? close.timed_out : close.in_time);
+        break;
+    }
+    EXPECT_EQ(wait_for_future(f), i) << "round " << i << ": the timeout touched the future";
+    wait_for_future(job);
+  }
+  return close;
+}
+
 static_assert(std::is_base_of_v<std::logic_error, BlockingCallError>);
 static_assert(std::is_base_of_v<Error, TimeoutError>);
 
@@ -108,7 +170,7 @@ TEST_F(WaitForFutureTest, DoneFutureInFiberReturnsWithoutSwitching) {
       wait_for_future(make_exceptional_future<int>(std::make_exception_ptr(CustomError(3))));
       ADD_FAILURE() << "no exception";
     } catch (const CustomError& e) {
-      EXPECT_EQ(e.code, 3);
+      EXPECT_EQ(e.code(), 3);
     }
     EXPECT_FALSE(other_ran) << "waiting on a done future let another fiber run";
     wait_for_future(other);
@@ -141,8 +203,7 @@ TEST_F(WaitForFutureTest, DoneFutureOnPlainThreadReturnsAtOnce) {
 // ---- (2) in a fiber --------------------------------------------------------------
 
 TEST_F(WaitForFutureTest, InFiberSuspendsOnlyThatFiberWhileTheLoopRunsEverythingElse) {
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  Pipe pipe;
   run_in_fiber([&] {
     const auto loop_thread = std::this_thread::get_id();
     bool fiber_ran = false, callback_ran = false, timer_ran = false, handler_ran = false;
@@ -156,12 +217,10 @@ TEST_F(WaitForFutureTest, InFiberSuspendsOnlyThatFiberWhileTheLoopRunsEverything
     // timer -> pipe -> fd handler -> promise: each link runs only if the loop does.
     loop_.call_later(5ms, [&] {
       timer_ran = true;
-      const char c = 'x';
-      EXPECT_EQ(::write(fds[1], &c, 1), 1);
+      pipe.write_byte();
     });
-    loop_.add_handler(fds[0], Events::read, [&](int fd, Events) {
-      char c = 0;
-      EXPECT_EQ(::read(fd, &c, 1), 1);
+    loop_.add_handler(pipe.read_fd, Events::read, [&](int fd, Events) {
+      pipe.read_byte();
       handler_ran = true;
       loop_.remove_handler(fd);
       p.set_value(42);
@@ -175,8 +234,6 @@ TEST_F(WaitForFutureTest, InFiberSuspendsOnlyThatFiberWhileTheLoopRunsEverything
     EXPECT_TRUE(in_fiber());
     EXPECT_EQ(wait_for_future(other), 1);
   });
-  ::close(fds[0]);
-  ::close(fds[1]);
 }
 
 TEST_F(WaitForFutureTest, ManyFibersWaitAtOnceAndResumeAsTheirFuturesComplete) {
@@ -211,7 +268,7 @@ TEST_F(WaitForFutureTest, ExceptionKeepsItsDynamicType) {
       wait_for_future(f);
       ADD_FAILURE() << "no exception";
     } catch (const CustomError& e) {
-      EXPECT_EQ(e.code, 77);
+      EXPECT_EQ(e.code(), 77);
       EXPECT_STREQ(e.what(), "custom error 77");
     }
     // And again: the stored exception stays for every waiter.
@@ -231,7 +288,7 @@ TEST_F(WaitForFutureTest, ExceptionFromAnotherThreadKeepsItsDynamicType) {
       wait_for_future(f);
       ADD_FAILURE() << "no exception";
     } catch (const CustomError& e) {
-      EXPECT_EQ(e.code, 9);
+      EXPECT_EQ(e.code(), 9);
     }
   });
 }
@@ -302,12 +359,12 @@ TEST_F(WaitForFutureTest, WaitInsideCatchBlocksKeepsEachFibersCurrentException) 
       } catch (const CustomError& e) {
         if (caught) caught->set_value();
         wait_for_future(resume);
-        EXPECT_EQ(e.code, code);
+        EXPECT_EQ(e.code(), code);
         const std::exception_ptr current = std::current_exception();
         try {
           std::rethrow_exception(current);
         } catch (const CustomError& seen) {
-          EXPECT_EQ(seen.code, code) << "std::current_exception() is another fiber's exception";
+          EXPECT_EQ(seen.code(), code) << "std::current_exception() is another fiber's exception";
         }
         throw;  // rethrows the one this handler caught
       }
@@ -320,14 +377,14 @@ TEST_F(WaitForFutureTest, WaitInsideCatchBlocksKeepsEachFibersCurrentException) 
       wait_for_future(a);
       ADD_FAILURE() << "no exception";
     } catch (const CustomError& e) {
-      EXPECT_EQ(e.code, 1) << "fiber a rethrew another fiber's exception";
+      EXPECT_EQ(e.code(), 1) << "fiber a rethrew another fiber's exception";
     }
     resume_b.set_value();
     try {
       wait_for_future(b);
       ADD_FAILURE() << "no exception";
     } catch (const CustomError& e) {
-      EXPECT_EQ(e.code, 2) << "fiber b rethrew another fiber's exception";
+      EXPECT_EQ(e.code(), 2) << "fiber b rethrew another fiber's exception";
     }
     EXPECT_FALSE(std::current_exception()) << "an exception was left on the thread's caught stack";
   });
@@ -392,19 +449,16 @@ TEST_F(WaitForFutureTest, InCallbackDuringRunSyncThrowsBlockingCallError) {
 
 TEST_F(WaitForFutureTest, InFdHandlerThrowsBlockingCallError) {
   RescueThread rescue(2s);
-  int fds[2];
-  ASSERT_EQ(::pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+  Pipe pipe;
   run_in_fiber([&] {
     Promise<void> checked;
-    loop_.add_handler(fds[1], Events::write, [&](int fd, Events) {
+    loop_.add_handler(pipe.write_fd, Events::write, [&](int fd, Events) {
       loop_.remove_handler(fd);
       expect_blocking_call_error("wait_for_future() in a handler", [&] { (void)wait_for_future(rescue.future()); });
       checked.set_value();
     });
     wait_for_future(checked.get_future());
   });
-  ::close(fds[0]);
-  ::close(fds[1]);
 }
 
 TEST_F(WaitForFutureTest, InCallbackDuringStartThrowsBlockingCallErrorAsLogicError) {
@@ -484,15 +538,19 @@ TEST_F(WaitForFutureTest, PlainThreadBlocksUntilTheLoopCompletesTheFuture) {
 }
 
 TEST_F(WaitForFutureTest, MainThreadWithAnIdleLoopBlocks) {
-  // A loop exists on this thread but does not run: waiting blocks the thread.
+  // A loop exists on this thread but does not run: waiting blocks the thread until
+  // the completer, which first sleeps 10 ms, sets the value.
   Promise<int> p;
   auto f = p.get_future();
+  // Read before the completer starts, so its whole sleep lies after `start` however
+  // late this thread gets the CPU back (the wait may even begin on a done future).
+  const auto start = Clock::now();
   std::jthread completer([&] {
     std::this_thread::sleep_for(10ms);
     p.set_value(3);
   });
-  const auto start = Clock::now();
   EXPECT_EQ(wait_for_future(f, 5s), 3);
+  // 1 ms spare: the sleep is timed on CLOCK_REALTIME, the elapsed time on the steady clock.
   EXPECT_GE(elapsed_ms(start), 9.0);
 }
 
@@ -553,61 +611,29 @@ TEST_F(WaitForFutureTest, TimeoutOnPlainThread) {
 }
 
 TEST_F(WaitForFutureTest, TimeoutRacingCompletionFromAnotherThreadInFiber) {
-  constexpr int kRounds = 2000;
   ThreadPoolExecutor pool(1);
-  int in_time = 0, timed_out = 0;
+  RaceOutcomes close{};
   run_in_fiber(
       [&] {
-        std::mt19937 rng(12345);
-        for (int i = 0; i < kRounds; ++i) {
-          auto p = std::make_shared<Promise<int>>();
-          auto f = p->get_future();
-          const auto delay = std::chrono::microseconds(rng() % 300);
-          auto job = pool.submit([p, delay, i] {
-            spin_for(delay);
-            p->set_value(i);
-          });
-          try {
-            EXPECT_EQ(wait_for_future(f, std::chrono::microseconds(100)), i);
-            ++in_time;
-          } catch (const TimeoutError&) {
-            ++timed_out;
-          }
-          EXPECT_EQ(wait_for_future(f), i);
-          wait_for_future(job);
-        }
+        close = race_timeouts_against_completions(pool, 2000, 12345, [](Future<int> f, std::chrono::nanoseconds limit) {
+          return wait_for_future(f, limit);
+        });
       },
       60s);
-  EXPECT_EQ(in_time + timed_out, kRounds);
-  std::printf("[          ] fiber race: %d in time, %d timed out\n", in_time, timed_out);
+  std::printf("[          ] fiber, completions around the deadline: %d in time, %d timed out\n", close.in_time,
+              close.timed_out);
 }
 
 TEST_F(WaitForFutureTest, TimeoutRacingCompletionFromAnotherThreadOnPlainThread) {
-  constexpr int kRounds = 2000;
-  int in_time = 0, timed_out = 0;
+  RaceOutcomes close{};
   std::jthread([&] {
     ThreadPoolExecutor pool(1);
-    std::mt19937 rng(54321);
-    for (int i = 0; i < kRounds; ++i) {
-      auto p = std::make_shared<Promise<int>>();
-      auto f = p->get_future();
-      const auto delay = std::chrono::microseconds(rng() % 100);
-      auto job = pool.submit([p, delay, i] {
-        spin_for(delay);
-        p->set_value(i);
-      });
-      try {
-        EXPECT_EQ(wait_for_future(f, std::chrono::microseconds(rng() % 100)), i);
-        ++in_time;
-      } catch (const TimeoutError&) {
-        ++timed_out;
-      }
-      EXPECT_EQ(wait_for_future(f), i);
-      wait_for_future(job);
-    }
+    close = race_timeouts_against_completions(pool, 2000, 54321, [](Future<int> f, std::chrono::nanoseconds limit) {
+      return wait_for_future(f, limit);
+    });
   });
-  EXPECT_EQ(in_time + timed_out, kRounds);
-  std::printf("[          ] plain-thread race: %d in time, %d timed out\n", in_time, timed_out);
+  std::printf("[          ] plain thread, completions around the deadline: %d in time, %d timed out\n",
+              close.in_time, close.timed_out);
 }
 
 TEST_F(WaitForFutureTest, ZeroAndNegativeTimeoutsThrowAtOnceOnAPendingFuture) {
@@ -645,7 +671,7 @@ TEST_F(WaitForFutureTest, WithTimeoutCompletesLikeTheFuture) {
       wait_for_future(u);
       ADD_FAILURE() << "no exception";
     } catch (const CustomError& e) {
-      EXPECT_EQ(e.code, 5);
+      EXPECT_EQ(e.code(), 5);
     }
 
     auto done = with_timeout(make_ready_future(4), 1ms);
@@ -670,69 +696,63 @@ TEST_F(WaitForFutureTest, WithTimeoutFailsWithTimeoutErrorAndLeavesTheFutureUnto
 }
 
 TEST_F(WaitForFutureTest, WithTimeoutFutureCompletedFromAnotherThread) {
+  ReportLog reports(loop_);
   run_in_fiber([&] {
+    std::vector<Future<int>> results;
     for (int i = 0; i < 50; ++i) {
       Promise<int> p;
       auto f = p.get_future();
-      auto t = with_timeout(f, 20ms);
+      // Even rounds: completed while this fiber waits, long before the deadline.
+      // Odd rounds: completed while the loop thread waits for the completer, so the
+      // race is settled before the loop can run the 20 ms timer, which fires later.
+      const bool settled_before_the_timer = i % 2 == 1;
+      auto t = with_timeout(f, settled_before_the_timer ? std::chrono::nanoseconds(20ms) : std::chrono::nanoseconds(10s));
       std::jthread completer([&] { p.set_value(i); });
+      if (settled_before_the_timer) {
+        completer.join();
+        EXPECT_TRUE(t.done()) << "round " << i << ": the completion on another thread did not settle the race";
+      }
       EXPECT_EQ(wait_for_future(t), i);
+      results.push_back(t);
     }
-    sleep_for(30ms);  // the 50 timers fire after the race was settled: harmless
+    sleep_for(30ms);  // the 20 ms timers fire now, on races already settled
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(results[i].result(), i) << "a late timer changed a settled result";
   });
+  EXPECT_TRUE(reports.entries().empty()) << "a late timer reported an error";
 }
 
 TEST_F(WaitForFutureTest, WithTimeoutRacingCompletionFromAnotherThread) {
   // The completing thread and the loop's timer race to settle the result; exactly
   // one wins, and `f` itself always ends with its own value.
-  constexpr int kRounds = 2000;
   ThreadPoolExecutor pool(1);
-  int in_time = 0, timed_out = 0;
+  RaceOutcomes close{};
   run_in_fiber(
       [&] {
-        std::mt19937 rng(777);
-        for (int i = 0; i < kRounds; ++i) {
-          auto p = std::make_shared<Promise<int>>();
-          auto f = p->get_future();
-          auto t = with_timeout(f, std::chrono::microseconds(rng() % 200));
-          auto job = pool.submit([p, i, delay = std::chrono::microseconds(rng() % 200)] {
-            spin_for(delay);
-            p->set_value(i);
-          });
-          try {
-            EXPECT_EQ(wait_for_future(t), i);
-            ++in_time;
-          } catch (const TimeoutError&) {
-            ++timed_out;
-          }
-          EXPECT_EQ(wait_for_future(f), i);
-          wait_for_future(job);
-        }
+        close = race_timeouts_against_completions(pool, 2000, 777, [](Future<int> f, std::chrono::nanoseconds limit) {
+          return wait_for_future(with_timeout(f, limit));
+        });
         sleep_for(1ms);  // timers of races the completion won fire harmlessly
       },
       60s);
-  EXPECT_EQ(in_time + timed_out, kRounds);
-  std::printf("[          ] with_timeout race: %d in time, %d timed out\n", in_time, timed_out);
+  std::printf("[          ] with_timeout, completions around the deadline: %d in time, %d timed out\n",
+              close.in_time, close.timed_out);
 }
 
 // ---- sleep_for ------------------------------------------------------------------
 
 TEST_F(WaitForFutureTest, SleepForSuspendsOnlyThatFiber) {
   run_in_fiber([&] {
-    int ticks = 0;
-    bool sleeper_done = false;
-    auto sleeper = loop_.spawn([&] {
+    Ticker ticker(loop_);
+    Clock::time_point slept_from, slept_until;
+    wait_for_future(loop_.spawn([&] {
+      slept_from = Clock::now();
       sleep_for(40ms);
-      sleeper_done = true;
-    });
-    const auto start = Clock::now();
-    while (!sleeper_done) {
-      ++ticks;
-      sleep_for(1ms);
-    }
-    wait_for_future(sleeper);
-    EXPECT_GE(elapsed_ms(start), 39.0);
-    EXPECT_GE(ticks, 5) << "the other fiber did not run while one slept";
+      slept_until = Clock::now();
+    }));
+    ticker.stop();
+    const double slept_ms = std::chrono::duration<double, std::milli>(slept_until - slept_from).count();
+    EXPECT_GE(slept_ms, 39.0);
+    EXPECT_TRUE(ticker.ran_between(slept_from, slept_until)) << "no other fiber ran while one slept";
   });
 }
 

@@ -12,18 +12,14 @@
 
 #include <fiberloop/fiberloop.hpp>
 
+#include "support/helpers.hpp"
+
 namespace fiberloop {
 namespace {
 
-/// An exception type of our own, to check that futures keep the dynamic type.
-class CustomError : public std::runtime_error {
- public:
-  CustomError(const std::string& what, int code) : std::runtime_error(what), code_(code) {}
-  int code() const noexcept { return code_; }
-
- private:
-  int code_;
-};
+using testing::capture_stderr;
+using testing::CustomError;
+using testing::ReportLog;
 
 TEST(FutureTest, DefaultConstructedIsInvalid) {
   Future<int> f;
@@ -322,15 +318,7 @@ TEST(FutureTest, ThrowingDoneCallbackIsReportedAndOthersStillRun) {
   // Completed while a loop runs on this thread: the report goes to the loop's
   // unhandled-exception handler.
   IOLoop loop;
-  std::vector<std::string> reports;
-  loop.set_unhandled_exception_handler([&](std::exception_ptr e, const std::string& where) {
-    EXPECT_FALSE(where.empty());
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      reports.push_back(ex.what());
-    }
-  });
+  ReportLog reports(loop);
   Promise<int> p;
   Future<int> f = p.get_future();
   std::vector<int> order;
@@ -353,7 +341,8 @@ TEST(FutureTest, ThrowingDoneCallbackIsReportedAndOthersStillRun) {
   EXPECT_FALSE(set_threw) << "an exception of a done callback escaped set_value()";
   EXPECT_EQ(order, (std::vector<int>{1, 2, 3}));
   ASSERT_EQ(reports.size(), 1u);
-  EXPECT_EQ(reports[0], "from callback 2");
+  EXPECT_EQ(reports[0].first, "from callback 2");
+  EXPECT_FALSE(reports[0].second.empty());
 }
 
 TEST(FutureTest, ThrowingDoneCallbackWithoutLoopIsReportedToStderr) {
@@ -366,14 +355,14 @@ TEST(FutureTest, ThrowingDoneCallbackWithoutLoopIsReportedToStderr) {
     throw std::runtime_error("callback-error-marker");
   });
   f.add_done_callback([&](const Future<int>&) { order.push_back(3); });
-  ::testing::internal::CaptureStderr();
-  EXPECT_NO_THROW(p.set_value(1));
-  // Also when added to a future that is already done.
-  EXPECT_NO_THROW(f.add_done_callback([&](const Future<int>&) {
-    order.push_back(4);
-    throw std::runtime_error("late-callback-marker");
-  }));
-  const std::string err = ::testing::internal::GetCapturedStderr();
+  const std::string err = capture_stderr([&] {
+    EXPECT_NO_THROW(p.set_value(1));
+    // Also when added to a future that is already done.
+    EXPECT_NO_THROW(f.add_done_callback([&](const Future<int>&) {
+      order.push_back(4);
+      throw std::runtime_error("late-callback-marker");
+    }));
+  });
   EXPECT_EQ(order, (std::vector<int>{1, 2, 3, 4}));
   EXPECT_NE(err.find("callback-error-marker"), std::string::npos) << err;
   EXPECT_NE(err.find("late-callback-marker"), std::string::npos) << err;

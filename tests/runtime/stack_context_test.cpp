@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/helpers.hpp"
 #include "support/loop_test.hpp"
 
 namespace fiberloop {
@@ -21,26 +22,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
+using testing::ReportLog;
 using testing::what_of;
-
-/// Records what reaches the loop's unhandled-exception report.
-class Reports {
- public:
-  explicit Reports(IOLoop& loop) {
-    loop.set_unhandled_exception_handler([this](std::exception_ptr error, const std::string& where) {
-      std::lock_guard lock(mutex_);
-      entries_.emplace_back(what_of(error), where);
-    });
-  }
-  std::vector<std::pair<std::string, std::string>> entries() {
-    std::lock_guard lock(mutex_);
-    return entries_;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::pair<std::string, std::string>> entries_;
-};
 
 /// Runs the loop until a callback queued now has run (callbacks run FIFO).
 void run_queued(IOLoop& loop) {
@@ -80,7 +63,7 @@ TEST(ContextLocalTest, GetIsNullWhereUnsetAndScopesNestAndRestore) {
 
 TEST(ExceptionStackContextTest, CallbackErrorReachesTheHandlerAfterItsScopeEnded) {
   IOLoop loop;
-  Reports reports(loop);
+  ReportLog reports(loop);
   std::vector<std::string> handled;
   bool scope_ended = false;
   {
@@ -102,7 +85,7 @@ TEST(ExceptionStackContextTest, CallbackErrorReachesTheHandlerAfterItsScopeEnded
 
 TEST(ExceptionStackContextTest, HandlerReturningFalseOrThrowingPassesTheErrorOutward) {
   IOLoop loop;
-  Reports reports(loop);
+  ReportLog reports(loop);
   std::vector<std::string> log;
   {
     ExceptionStackContext outer([&](std::exception_ptr error) {
@@ -157,7 +140,7 @@ TEST(ExceptionStackContextTest, HandlerRunsUnderTheContextsOutsideIt) {
 
 TEST(ExceptionStackContextTest, UncaughtErrorIsReportedAndTheLoopGoesOn) {
   IOLoop loop;
-  Reports reports(loop);
+  ReportLog reports(loop);
   {
     ExceptionStackContext context([](std::exception_ptr) { return false; });
     loop.call_later(0ms, [] { throw std::out_of_range("from a timeout"); });
@@ -175,7 +158,7 @@ TEST(ExceptionStackContextTest, UncaughtErrorIsReportedAndTheLoopGoesOn) {
 
 TEST(NullContextTest, WorkRegisteredUnderItBelongsToNoContext) {
   IOLoop loop;
-  Reports reports(loop);
+  ReportLog reports(loop);
   ContextLocal<int> value;
   std::vector<std::string> log;
   {

@@ -13,10 +13,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -313,7 +315,14 @@ TcpStream TcpStream::connect(const std::string& host, std::uint16_t port, Durati
       hints.ai_socktype = SOCK_STREAM;
       hints.ai_flags = AI_ADDRCONFIG;
       addrinfo* found = nullptr;
+      errno = 0;
       const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
+      const int resolver_errno = errno;
+      // Out of descriptors the resolver cannot even read /etc/hosts and answers "not
+      // known": say what really failed, as the socket() below would.
+      if (rc != 0 && (resolver_errno == EMFILE || resolver_errno == ENFILE || (rc == EAI_SYSTEM && resolver_errno != 0)))
+        throw std::system_error(resolver_errno, std::generic_category(),
+                                "TcpStream::connect(): resolving host '" + host + "'");
       if (rc != 0)
         throw Error("TcpStream::connect(): cannot resolve host '" + host + "': " + ::gai_strerror(rc) +
                     " (check the name, or pass a numeric address)");

@@ -40,8 +40,9 @@ class HttpClient {
 
   /// Thread: the loop's thread.
   explicit HttpClient(Options options = {}, IOLoop& loop = IOLoop::current());
-  /// Closes the idle connections. Thread: the loop's thread; may run after the loop
-  /// is destroyed. Fetches in flight still complete.
+  /// Closes the idle connections. Fetches in flight still complete (or end with
+  /// LoopClosed when the loop is destroyed). Thread: the loop's thread; before or
+  /// after the loop is destroyed.
   ~HttpClient();
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;

@@ -45,7 +45,9 @@ class HttpServer {
 
   /// Thread: the loop's thread.
   explicit HttpServer(Handler handler, Options options = {}, IOLoop& loop = IOLoop::current());
-  /// Stops accepting and closes connections without waiting (prefer stop()).
+  /// Stops accepting and closes connections without waiting (prefer stop()). May
+  /// run after the loop is destroyed (which ended every connection): then it only
+  /// closes the listening socket.
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -46,7 +46,8 @@ class TcpStream {
   ~TcpStream();  // close()
 
   /// Non-blocking connect; name resolution on the loop's blocking pool (getaddrinfo);
-  /// tries every address. TimeoutError on timeout; std::system_error(errno) on refusal;
+  /// tries every address. TimeoutError on timeout; std::system_error(errno) on refusal
+  /// and when the process is out of descriptors (EMFILE, while resolving too);
   /// Error with gai_strerror text on resolution failure. Must run in a fiber (else BlockingCallError).
   static TcpStream connect(const std::string& host, std::uint16_t port,
                            Duration timeout = std::chrono::seconds(10));
