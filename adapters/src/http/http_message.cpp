@@ -87,7 +87,10 @@ bool splits_header(std::string_view text) noexcept { return text.find_first_of(s
 }  // namespace
 
 void append_fields(std::string& out, const HttpHeaders& headers, std::initializer_list<std::string_view> skip) {
-  for (const auto& [name, value] : headers.fields) {
+  for (const auto& field : headers.fields) {
+    // Named references, not a structured binding: clang 14 cannot capture those.
+    const std::string& name = field.first;
+    const std::string& value = field.second;
     if (std::any_of(skip.begin(), skip.end(), [&](std::string_view s) { return http_iequals(name, s); })) continue;
     if (name.empty() || splits_header(name) || splits_header(value))
       throw Error("HTTP header \"" + name.substr(0, 64) +

@@ -6,7 +6,9 @@
 // GCC (12, -O2 with sanitizers) warns inside Beast that boost::optional's storage
 // "may be used uninitialized" (content_length_unchecked); a false positive in Boost.
 #pragma GCC diagnostic push
+#if !defined(__clang__)  // clang has no such warning, and warns about the unknown name
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/basic_parser.hpp>
