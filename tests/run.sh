@@ -12,7 +12,8 @@ jobs=${FIBERLOOP_JOBS:-$(nproc)}
 
 # ---- dependencies ---------------------------------------------------------------
 packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libboost-fiber1.81-dev libboost-context1.81-dev
-          libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light gnuplot-nox)
+          libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light gnuplot-nox
+          clang-14 libfuzzer-14-dev libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
@@ -82,6 +83,22 @@ if [[ -z ${FIBERLOOP_QUICK:-} ]]; then
   fi
   echo "== tsan: $((SECONDS - step_start)) s"
 fi
+
+# Fuzzing: each libFuzzer target for 60 s (tests/fuzz/run.sh), counted as one test each.
+run_fuzz() {
+  local step_start=$SECONDS log passed failed
+  log=$(mktemp)
+  bash tests/fuzz/run.sh 60 2>&1 | tee "$log"
+  passed=$(grep -c '^fuzz .*: ok' "$log")
+  failed=$(grep -c '^fuzz .*: FAILED' "$log")
+  ((passed + failed > 0)) || failed=1  # the fuzz build failed: nothing ran
+  total_pass=$((total_pass + passed))
+  total_fail=$((total_fail + failed))
+  ((failed == 0)) || failed_steps+=("fuzz: $failed failed")
+  rm -f "$log"
+  echo "== fuzz: $((SECONDS - step_start)) s"
+}
+[[ -z ${FIBERLOOP_QUICK:-} ]] && run_fuzz
 
 echo
 if ((${#failed_steps[@]})); then
