@@ -98,13 +98,6 @@ bool is_redirect(int status) noexcept {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-bool is_token(std::string_view method) noexcept {
-  if (method.empty()) return false;
-  for (char c : method)
-    if (c <= ' ' || c >= 0x7f || std::string_view("()<>@,;:\\\"/[]?={}").find(c) != std::string_view::npos) return false;
-  return true;
-}
-
 std::chrono::nanoseconds left_until(http_clock::time_point deadline) {
   const auto left = deadline - http_clock::now();
   if (left <= std::chrono::nanoseconds::zero()) throw TimeoutError("HttpClient: request_timeout passed");

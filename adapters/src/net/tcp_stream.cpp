@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>
@@ -41,7 +42,7 @@ class Deadline {
  public:
   explicit Deadline(TcpStream::Duration timeout) noexcept : timeout_(timeout) {}
   Clock::time_point at() {
-    if (!at_) at_ = Clock::now() + timeout_;
+    if (!at_) at_ = detail::deadline_after(timeout_);  // a huge timeout means "never", not overflow
     return *at_;
   }
   TcpStream::Duration timeout() const noexcept { return timeout_; }

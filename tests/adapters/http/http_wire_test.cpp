@@ -134,6 +134,99 @@ TEST(HttpWireTest, ParsesAChunkedResponse) {
   EXPECT_TRUE(parser.keep_alive());
 }
 
+/// Serves `prefix`, then `filler` forever, counting the bytes it hands out; gives up
+/// (TimeoutError) at 64 MiB so that an unbounded parser fails the test instead of
+/// exhausting memory.
+struct EndlessStream {
+  std::string prefix;
+  std::string filler;
+  std::size_t served = 0;
+  std::size_t read_some(std::span<char> buffer, std::chrono::nanoseconds) {
+    if (served >= (64u << 20)) throw TimeoutError("endless stream: 64 MiB served and the parser still wants more");
+    std::size_t n = 0;
+    while (n < buffer.size()) {
+      const std::string& source = served + n < prefix.size() ? prefix : filler;
+      const std::size_t at = served + n < prefix.size() ? served + n : (served + n - prefix.size()) % filler.size();
+      const std::size_t take = std::min(buffer.size() - n, source.size() - at);
+      std::copy_n(source.data() + at, take, buffer.data() + n);
+      n += take;
+    }
+    served += n;
+    return n;
+  }
+};
+
+/// Parses from `stream` with a 16 KiB header limit; returns the error.
+template <bool IsRequest>
+boost::beast::error_code parse_endless(EndlessStream& stream) {
+  std::conditional_t<IsRequest, HttpRequest, HttpResponse> message;
+  MessageParser<IsRequest> parser(message);
+  parser.header_limit(16 * 1024);
+  parser.body_limit(1 << 30);
+  WireBuffer buffer;
+  try {
+    return feed(parser, buffer, stream, far_future, ParseUntil::message);
+  } catch (const TimeoutError& e) {
+    ADD_FAILURE() << e.what();
+    return {};
+  }
+}
+
+// Bytes a parser may take beyond a limit before it notices: what one read fills (the
+// 16 KiB WireBuffer) plus the limit. A parser that buffers endlessly reads 64 MiB.
+constexpr std::size_t one_read = 16 * 1024;
+
+TEST(HttpWireTest, AnEndlessChunkExtensionIsRefusedAfterABoundedNumberOfBytes) {
+  for (const char* head : {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+                           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"}) {
+    SCOPED_TRACE(head);
+    const bool request = std::string_view(head).starts_with("POST");
+    for (const char* start : {"1;a=", "3\r\nabc\r\n1;a=", "0;a="}) {
+      SCOPED_TRACE(start);
+      EndlessStream stream{std::string(head) + start, "a"};
+      const auto ec = request ? parse_endless<true>(stream) : parse_endless<false>(stream);
+      EXPECT_EQ(ec, detail::wire_error::chunk_line_too_long) << ec.message();
+      EXPECT_LE(stream.served, stream.prefix.size() + detail::max_chunk_line_bytes + one_read);
+    }
+  }
+}
+
+TEST(HttpWireTest, EndlessTrailersAreRefusedAfterABoundedNumberOfBytes) {
+  for (const char* head : {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n",
+                           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"}) {
+    SCOPED_TRACE(head);
+    const bool request = std::string_view(head).starts_with("POST");
+    for (const char* filler : {"X-T: t\r\n", "t"}) {  // many short fields, or one endless one
+      SCOPED_TRACE(filler);
+      EndlessStream stream{head, filler};
+      const auto ec = request ? parse_endless<true>(stream) : parse_endless<false>(stream);
+      EXPECT_EQ(ec, detail::wire_error::trailers_too_large) << ec.message();
+      EXPECT_LE(stream.served, stream.prefix.size() + 16 * 1024 + one_read);
+    }
+  }
+}
+
+TEST(HttpWireTest, TrailersAreKeptApartAndObsFoldIsRefusedOnRequest) {
+  FakeStream stream{{"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nX-T: 1\r\n\r\n"}};
+  WireBuffer buffer;
+  const Parsed p = parse_request(stream, buffer);
+  ASSERT_FALSE(p.ec) << p.ec.message();
+  EXPECT_EQ(p.request.headers.find("x-t"), nullptr);
+  EXPECT_EQ(p.request.trailers.get("x-t"), "1");
+
+  for (const char* fold : {"X-A: a\r\n b", "X-A: a\r\n\tb", "X-A:\r\n b", "X-A:  \r\n \t b", "X-A:\r\n "}) {
+    SCOPED_TRACE(fold);
+    FakeStream folded{{"GET / HTTP/1.1\r\nHost: h\r\n" + std::string(fold) + "\r\n\r\n"}};
+    WireBuffer folded_buffer;
+    EXPECT_EQ(parse_request(folded, folded_buffer).ec, detail::wire_error::obs_fold);
+  }
+  FakeStream plain{{"GET / HTTP/1.1\r\nHost: h\r\nX-A:\r\nX-B: \t b \r\n\r\n"}};
+  WireBuffer plain_buffer;
+  const Parsed unfolded = parse_request(plain, plain_buffer);
+  EXPECT_FALSE(unfolded.ec) << unfolded.ec.message();
+  EXPECT_EQ(unfolded.request.headers.get("x-b"), "b");
+}
+
 TEST(HttpWireTest, HeadersAreCaseInsensitiveOrderedAndAllowDuplicates) {
   HttpHeaders headers;
   headers.add("Set-Cookie", "a=1");
