@@ -118,11 +118,22 @@ class MessageParser final : public beast_http::basic_parser<IsRequest> {
   /// basic_parser::put, remembering where the input ends (on_field_impl needs it) and
   /// how much of it was the header section.
   std::size_t put(boost::asio::const_buffer input, error_code& ec) {
-    input_end_ = static_cast<const char*>(input.data()) + input.size();
     const bool in_header = !this->is_header_done();
-    const std::size_t used = Base::put(input, ec);
-    // Not eager while in the header: a put that ends the header takes nothing after it.
-    if (in_header) header_bytes_ += used;
+    // Beast's header_limit bounds what it looks at per step, not the header section:
+    // given a whole header at once, it checks the start line and then the fields each
+    // against the limit, so a section of nearly twice the limit passed in one read (in
+    // pieces it was refused). Shown only what the section may still take, a header that
+    // does not end within it is refused.
+    const std::size_t budget = header_limit_ - std::min(header_bytes_, header_limit_);
+    const bool clipped = in_header && input.size() > budget;
+    if (clipped) input = boost::asio::const_buffer(input.data(), budget);
+    input_end_ = static_cast<const char*>(input.data()) + input.size();
+    const std::size_t used = budget == 0 && in_header ? 0 : Base::put(input, ec);
+    if (in_header) {
+      // Not eager while in the header: a put that ends the header takes nothing after it.
+      header_bytes_ += used;
+      if (clipped && (budget == 0 || ec == beast_http::error::need_more)) ec = beast_http::error::header_limit;
+    }
     return used;
   }
 
@@ -153,8 +164,12 @@ class MessageParser final : public beast_http::basic_parser<IsRequest> {
       message_.version = version;
     }
   }
-  void on_response_impl(int status, string_view reason, int version, error_code&) override {
+  void on_response_impl(int status, string_view reason, int version, error_code& ec) override {
     if constexpr (!IsRequest) {
+      if (status < 100) {  // Beast takes any three digits; valid codes start at 100 (RFC 9110 15)
+        ec = beast_http::error::bad_status;
+        return;
+      }
       message_.status = status;
       message_.reason.assign(reason.data(), reason.size());
       message_.version = version;

@@ -134,6 +134,61 @@ TEST(HttpWireTest, ParsesAChunkedResponse) {
   EXPECT_TRUE(parser.keep_alive());
 }
 
+// Found by fuzzing (tests/fuzz): given a whole header at once, Beast checks the start
+// line and then the fields each against header_limit, so a header section of nearly
+// twice the limit passed when it arrived in one read (and was refused in pieces).
+TEST(HttpWireTest, TheHeaderLimitCountsTheWholeHeaderSection) {
+  const std::string line = "GET /" + std::string(300, 'p') + " HTTP/1.1\r\n";
+  const std::string fields = "Host: h\r\nX: " + std::string(300, 'f') + "\r\n\r\n";
+  ASSERT_LT(line.size(), 512u);
+  ASSERT_LT(fields.size(), 512u);
+  ASSERT_GT(line.size() + fields.size(), 512u);
+  FakeStream whole{{line + fields}};
+  WireBuffer buffer;
+  EXPECT_EQ(parse_request(whole, buffer, 512).ec, boost::beast::http::error::header_limit);
+
+  FakeStream response_stream{{"HTTP/1.1 200 " + std::string(300, 'r') + "\r\nX: " + std::string(300, 'f') +
+                              "\r\nContent-Length: 0\r\n\r\n"}};
+  WireBuffer response_buffer;
+  HttpResponse response;
+  MessageParser<false> parser(response);
+  parser.header_limit(512);
+  EXPECT_EQ(feed(parser, response_buffer, response_stream, far_future, ParseUntil::message),
+            boost::beast::http::error::header_limit);
+
+  // In pieces (refused before the fix too).
+  FakeStream pieces{{"GET / HTTP/1.1\r\nHost: h\r\n", "X: " + std::string(300, 'f') + "\r\n",
+                     "Y: " + std::string(300, 'f') + "\r\n", "\r\n"}};
+  WireBuffer pieces_buffer;
+  EXPECT_EQ(parse_request(pieces, pieces_buffer, 512).ec, boost::beast::http::error::header_limit);
+
+  FakeStream fits{{"GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(400, 'f') + "\r\n\r\nGET /next"}};
+  WireBuffer fits_buffer;
+  const Parsed parsed = parse_request(fits, fits_buffer, 512);
+  EXPECT_FALSE(parsed.ec) << parsed.ec.message();
+  EXPECT_EQ(fits_buffer.pending(), "GET /next");  // the next request stays for the next parse
+}
+
+// Found by fuzzing (tests/fuzz): Beast reads any three digits as a status, and "000"
+// reached the caller as a final response whose body ran to the close. RFC 9110 15:
+// valid codes are 100 and up.
+TEST(HttpWireTest, AStatusBelow100IsMalformed) {
+  for (const char* status : {"000", "002", "099"}) {
+    SCOPED_TRACE(status);
+    FakeStream stream{{"HTTP/1.1 " + std::string(status) + " OK\r\nContent-Length: 0\r\n\r\n"}};
+    WireBuffer buffer;
+    HttpResponse response;
+    MessageParser<false> parser(response);
+    EXPECT_EQ(feed(parser, buffer, stream, far_future, ParseUntil::message), boost::beast::http::error::bad_status);
+  }
+  FakeStream lowest{{"HTTP/1.1 100 Continue\r\n\r\n"}};
+  WireBuffer buffer;
+  HttpResponse response;
+  MessageParser<false> parser(response);
+  EXPECT_FALSE(feed(parser, buffer, lowest, far_future, ParseUntil::message));
+  EXPECT_EQ(response.status, 100);
+}
+
 /// Serves `prefix`, then `filler` forever, counting the bytes it hands out; gives up
 /// (TimeoutError) at 64 MiB so that an unbounded parser fails the test instead of
 /// exhausting memory.
