@@ -144,11 +144,13 @@ class MessageParser final : public beast_http::basic_parser<IsRequest> {
   error_code check_waiting(std::string_view pending) const noexcept {
     if (!this->is_header_done() || !this->chunked() || this->is_done()) return {};
     if (pending.starts_with("\r\n")) pending.remove_prefix(2);  // ends the previous chunk's data
-    const auto end_of_line = pending.find('\n');
-    if (end_of_line == std::string_view::npos)
-      return pending.size() > max_chunk_line_bytes ? wire_error::chunk_line_too_long : error_code{};
+    // Only CRLF ends a line for Beast: a bare LF is a byte of the line.
+    const auto end_of_line = pending.find("\r\n");
+    const std::size_t line = end_of_line == std::string_view::npos ? pending.size() : end_of_line + 2;
+    if (line > max_chunk_line_bytes) return wire_error::chunk_line_too_long;
+    if (end_of_line == std::string_view::npos) return {};
     // A complete chunk-size line still waiting is the last chunk's: the trailers follow.
-    return pending.size() - end_of_line - 1 > trailer_limit() ? wire_error::trailers_too_large : error_code{};
+    return pending.size() - line > trailer_limit() ? wire_error::trailers_too_large : error_code{};
   }
 
  private:

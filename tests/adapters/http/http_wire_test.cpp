@@ -236,7 +236,9 @@ TEST(HttpWireTest, AnEndlessChunkExtensionIsRefusedAfterABoundedNumberOfBytes) {
                            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"}) {
     SCOPED_TRACE(head);
     const bool request = std::string_view(head).starts_with("POST");
-    for (const char* start : {"1;a=", "3\r\nabc\r\n1;a=", "0;a="}) {
+    // "1;a=\n": a bare LF ends no line for Beast (found by fuzzing: it was taken for the
+    // end of a last-chunk line, and the line then grew against the trailer limit).
+    for (const char* start : {"1;a=", "3\r\nabc\r\n1;a=", "0;a=", "1;a=\n"}) {
       SCOPED_TRACE(start);
       EndlessStream stream{std::string(head) + start, "a"};
       const auto ec = request ? parse_endless<true>(stream) : parse_endless<false>(stream);
