@@ -214,9 +214,22 @@ class MessageParser final : public beast_http::basic_parser<IsRequest> {
     message_.body.append(body.data(), body.size());
     return body.size();
   }
-  void on_chunk_header_impl(std::uint64_t, string_view extensions, error_code& ec) override {
+  void on_chunk_header_impl(std::uint64_t size, string_view extensions, error_code& ec) override {
     // A line that arrived whole in one read; check_waiting bounds one still arriving.
-    if (extensions.size() > max_chunk_line_bytes) ec = wire_error::chunk_line_too_long;
+    if (extensions.size() > max_chunk_line_bytes) {
+      ec = wire_error::chunk_line_too_long;
+      return;
+    }
+    if (size != 0) return;
+    // The last chunk: Beast calls this once the whole trailer section is in the input,
+    // right after the line. Measured on the wire, as check_waiting measures it while
+    // it arrives (the fields alone lose the whitespace Beast trims and unfolds).
+    const std::string_view rest(extensions.data() + extensions.size(),
+                                static_cast<std::size_t>(input_end_ - (extensions.data() + extensions.size())));
+    const std::size_t line_end = rest.find("\r\n");
+    const std::size_t blank_line = rest.find("\r\n\r\n", line_end);
+    if (blank_line == std::string_view::npos) return;  // (Beast found both before calling)
+    if (blank_line + 4 - (line_end + 2) > trailer_limit()) ec = wire_error::trailers_too_large;
   }
   std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code&) override {
     message_.body.append(body.data(), body.size());
