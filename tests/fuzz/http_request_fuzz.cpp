@@ -5,13 +5,13 @@
 
 #include <charconv>
 #include <cstdint>
-#include <limits>
 #include <string>
 #include <vector>
 
 #include <fiberloop/net/http_server.hpp>
 
 #include "fuzz_support.hpp"
+#include "http/http_read.hpp"
 
 namespace fiberloop::fuzz {
 namespace {
@@ -26,10 +26,6 @@ struct Outcome {
   HttpRequest request;
 };
 
-// What a parser may hold besides a header section while asking for more: one chunk-size
-// line with its extensions (trailers count against max_header_bytes).
-constexpr std::size_t chunk_line_slack = 4096;
-
 HttpServerOptions options_for(Control control) {
   HttpServerOptions options;
   if (control.flag()) {
@@ -39,21 +35,14 @@ HttpServerOptions options_for(Control control) {
   return options;
 }
 
-// The reading half of HttpServer::Impl::serve (adapters/src/http/http_server.cpp), as
-// it stands: the header, the version and Host checks, 100 Continue, the body.
-int status_for(const error_code& ec) noexcept {
-  if (ec == beast_http::error::header_limit) return 431;
-  if (ec == beast_http::error::body_limit) return 413;
-  return 400;
-}
-
+// How HttpServer::Impl::serve (adapters/src/http/http_server.cpp) reads a connection:
+// read_request() for each request while the connection stays open. Time never runs
+// out here (the stream answers at once).
 template <class Stream>
 std::vector<Outcome> read_connection(Stream& stream, const HttpServerOptions& options) {
   const auto never = http_clock::time_point::max();
-  const auto header_limit = static_cast<std::uint32_t>(
-      std::min<std::size_t>(options.max_header_bytes, std::numeric_limits<std::uint32_t>::max()));
   WireBuffer buffer;
-  stream.watch(buffer, options.max_header_bytes + chunk_line_slack);
+  stream.watch(buffer, options.max_header_bytes + max_chunk_line_bytes);
   std::vector<Outcome> outcomes;
   for (;;) {
     try {
@@ -63,29 +52,10 @@ std::vector<Outcome> read_connection(Stream& stream, const HttpServerOptions& op
     }
     Outcome& outcome = outcomes.emplace_back();
     outcome.start = stream.position() - buffer.pending().size();
-    HttpRequest& request = outcome.request;
-    MessageParser<true> parser(request);
-    parser.header_limit(header_limit);
-    parser.body_limit(options.max_body_bytes);
     try {
-      error_code ec = feed(parser, buffer, stream, never, ParseUntil::header);
-      if (ec) {
-        outcome.status = status_for(ec);
-      } else if (request.version != 10 && request.version != 11) {
-        outcome.status = 505;
-      } else if (request.version == 11 && !request.headers.find("host")) {
-        outcome.status = 400;
-      } else {
-        outcome.keep_alive = parser.keep_alive();
-        if (!parser.is_done()) {
-          const std::string* expect = request.headers.find("expect");
-          if (expect && request.version == 11 && buffer.empty() && has_token(*expect, "100-continue"))
-            stream.write_all("HTTP/1.1 100 Continue\r\n\r\n", options.body_timeout);
-          parser.eager(true);
-          ec = feed(parser, buffer, stream, never, ParseUntil::message);
-          if (ec) outcome.status = status_for(ec);
-        }
-      }
+      const RequestRead read = read_request(buffer, stream, options, never, outcome.request);
+      outcome.status = read.error_status;
+      outcome.keep_alive = read.keep_alive;
     } catch (const StreamClosed&) {
       outcomes.pop_back();  // the client left mid-request: nothing is answered
       return outcomes;
@@ -94,12 +64,8 @@ std::vector<Outcome> read_connection(Stream& stream, const HttpServerOptions& op
   }
 }
 
-std::uint64_t decimal(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  check(ec == std::errc() && end != text.data(), "an accepted Content-Length that is not a number", text);
-  return value;
+bool all_digits(std::string_view text) noexcept {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
 }
 
 /// The last item of a comma-separated list, trimmed.
@@ -113,32 +79,49 @@ std::string_view last_item(std::string_view list) {
 void check_accepted(const Outcome& outcome, const HttpServerOptions& options, std::string_view raw) {
   const HttpRequest& request = outcome.request;
   check(is_token(request.method), "a method that is not a token", request.method);
-  check(!request.target.empty(), "an empty target");
   for (char c : request.target)
     check(static_cast<unsigned char>(c) > ' ' && c != 0x7f, "a control character or space in the target",
           request.target);
   check(request.version == 10 || request.version == 11, "a version other than 1.0 and 1.1");
+  // RFC 9112 3.2: origin-form, absolute-form (its path and query), or OPTIONS *.
+  if (request.path == "*")
+    check(request.target == "*" && request.method == "OPTIONS", "a path * but not OPTIONS *", request.target);
+  else
+    check(request.path.starts_with('/'), "a path that does not start with /", request.path);
   check_fields(request.headers);
+  check_fields(request.trailers);
   check(request.body.size() <= options.max_body_bytes, "a body over max_body_bytes");
+  check(header_section_size(raw, outcome.start) <= options.max_header_bytes, "a header section over max_header_bytes",
+        std::to_string(header_section_size(raw, outcome.start)));
+  check(wire_size(request.headers) + wire_size(request.trailers) <= options.max_header_bytes,
+        "headers and trailers together over max_header_bytes",
+        std::to_string(wire_size(request.headers)) + " + " + std::to_string(wire_size(request.trailers)));
   const std::string* host = single(request.headers, "host");  // RFC 9112 3.2: exactly one
   check(request.version == 10 || host != nullptr, "an HTTP/1.1 request without Host");
 
-  // Framing (RFC 9112 6.1-6.3): a Transfer-Encoding must end in chunked and rules out
-  // Content-Length; a Content-Length is the body's size; neither means no body.
+  // Framing (RFC 9112 6.1-6.3): Transfer-Encoding only in HTTP/1.1, ending in chunked,
+  // never with Content-Length; a Content-Length is digits, and the body's size; neither
+  // means no body. A smuggled request hides in any other reading.
   const std::string* length = single(request.headers, "content-length");
-  std::string codings;
-  for (const auto& [name, value] : request.headers.fields)
-    if (http_iequals(name, "transfer-encoding")) codings.append(codings.empty() ? "" : ",").append(value);
-  if (!codings.empty()) {
-    check(http_iequals(last_item(codings), "chunked"), "a request whose final transfer coding is not chunked",
-          codings);
+  const std::string* coding = single(request.headers, "transfer-encoding");
+  if (coding) {
+    check(request.version == 11, "Transfer-Encoding in an HTTP/1.0 request");
+    check(http_iequals(last_item(*coding), "chunked"), "a request whose final transfer coding is not chunked",
+          *coding);
     check(length == nullptr, "a request with both Transfer-Encoding and Content-Length");
-  } else if (length) {
-    check(decimal(*length) == request.body.size(), "a body whose size is not its Content-Length", *length);
   } else {
-    check(request.body.empty(), "a body without Content-Length or Transfer-Encoding");
+    check(request.trailers.fields.empty(), "trailers without a chunked body");
+    if (length) {
+      check(all_digits(*length), "a Content-Length that is not digits", *length);
+      std::uint64_t size = 0;
+      const auto parsed = std::from_chars(length->data(), length->data() + length->size(), size);
+      check(parsed.ec == std::errc() && size == request.body.size(), "a body whose size is not its Content-Length",
+            *length);
+    } else {
+      check(request.body.empty(), "a body without Content-Length or Transfer-Encoding");
+    }
   }
-  check_one_header_per_field(request.headers, raw, outcome.start, Fold::refused);
+  check_headers_are_field_lines(request.headers, raw, outcome.start, Fold::refused, "host");
 }
 
 /// The requests the handler would see, in order. How the connection ends is left out:
@@ -153,6 +136,8 @@ std::string describe(const std::vector<Outcome>& outcomes) {
     out.append(request.method).append(" ").append(request.target).append(" ").append(std::to_string(request.version));
     out.append(outcome.keep_alive ? " keep-alive\n" : " close\n");
     describe_fields(out, request.headers, request.body);
+    out.append("trailers\n");
+    describe_fields(out, request.trailers, {});
   }
   return out;
 }

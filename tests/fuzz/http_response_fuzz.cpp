@@ -1,107 +1,116 @@
 // libFuzzer target: the client's response reading, on a connection whose server
 // answers one request with the fuzz input (interim 1xx responses first, as it likes).
 // See fuzz_support.hpp for the input layout; bit 7 of the control byte says the
-// request was a HEAD.
+// request was a HEAD, bit 6 selects tight limits.
 
 #include <charconv>
 #include <cstdint>
 #include <string>
 
 #include "fuzz_support.hpp"
+#include "http/http_read.hpp"
 
 namespace fiberloop::fuzz {
 namespace {
 
 using namespace detail;
 
-constexpr std::size_t max_body_bytes = 4096;  // small, so the fuzzer reaches the limit
-constexpr std::size_t max_header_bytes = 64 * 1024;  // what HttpClient allows a response
-// What a parser may hold besides a header section while asking for more: one chunk-size
-// line with its extensions (trailers count against the header limit).
-constexpr std::size_t chunk_line_slack = 4096;
-
 /// What the client made of the answer: a response, or why there is none.
 struct Reply {
   std::string error;  // empty when `response` is the final response
   HttpResponse response;
-  std::size_t start = 0;  // offset of the final response's first byte in the input
-  bool ended_by_eof = false;
-  bool reusable = false;  // the connection would go back to the pool
+  ResponseEnd end = ResponseEnd::close;
 };
 
-// The reading half of HttpClient::Impl::exchange (adapters/src/http/http_client.cpp),
-// as it stands.
+ResponseExpectation expectation_for(Control control) {
+  ResponseExpectation expectation;
+  expectation.method = control.flag() ? "HEAD" : "GET";
+  expectation.where = "the fuzz input";
+  // Small limits (tight: very small), so that the fuzzer reaches them.
+  expectation.max_header_bytes = control.flag2() ? 512 : 8 * 1024;
+  expectation.max_body_bytes = control.flag2() ? 256 : 4096;
+  return expectation;
+}
+
+// How HttpClient::Impl::exchange (adapters/src/http/http_client.cpp) reads the answer
+// to a request: read_response(). Time never runs out here.
 template <class Stream>
-Reply read_reply(Stream& stream, bool head) {
-  const auto never = http_clock::time_point::max();
+Reply read_reply(Stream& stream, const ResponseExpectation& expectation) {
   WireBuffer buffer;
-  stream.watch(buffer, max_header_bytes + chunk_line_slack);
+  stream.watch(buffer, expectation.max_header_bytes + max_chunk_line_bytes);
   Reply reply;
   try {
-    for (;;) {
-      HttpResponse& response = reply.response;
-      response = HttpResponse();
-      reply.start = stream.position() - buffer.pending().size();
-      MessageParser<false> parser(response);
-      parser.header_limit(max_header_bytes);
-      parser.body_limit(max_body_bytes);
-      parser.skip(head);
-      error_code ec;
-      bool ended_by_eof = false;
-      try {
-        ec = feed(parser, buffer, stream, never, ParseUntil::message);
-      } catch (const StreamClosed&) {
-        if (!parser.is_header_done() || !parser.need_eof()) throw;
-        parser.put_eof(ec);
-        ended_by_eof = true;
-      }
-      if (ec == beast_http::error::body_limit) {
-        reply.error = "body over the limit";
-        return reply;
-      }
-      if (ec) {
-        reply.error = "malformed response";
-        return reply;
-      }
-      if (response.status >= 100 && response.status < 200 && response.status != 101) continue;
-      reply.ended_by_eof = ended_by_eof;
-      reply.reusable = !ended_by_eof && parser.keep_alive() && buffer.empty();
-      return reply;
-    }
-  } catch (const StreamClosed&) {
-    reply.error = "closed before a complete response";
-    return reply;
+    reply.end = read_response(buffer, stream, http_clock::time_point::max(), expectation, reply.response);
+    if (reply.end == ResponseEnd::no_response) reply.error = "no response";
+  } catch (const Error& e) {  // malformed, too large, or closed in the middle (StreamClosed)
+    reply.error = e.what();
+  }
+  return reply;
+}
+
+/// Where the final response starts in the input: after the interim ones (1xx but 101,
+/// each a status line and fields only, which Beast required to be "HTTP/d.d ddd").
+std::size_t final_response_start(std::string_view raw) {
+  std::size_t start = 0;
+  while (raw.size() > start + 12 && raw[start + 9] == '1' && raw.substr(start + 9, 3) != "101")
+    start = raw.find("\r\n\r\n", start) + 4;
+  return start;
+}
+
+/// A Content-Length a client may accept: a decimal, or the same decimal repeated as a
+/// list (RFC 9110 8.6 lets a recipient take "3, 3" as 3).
+std::uint64_t content_length(std::string_view value) {
+  std::optional<std::uint64_t> length;
+  for (;;) {
+    const auto comma = value.find(',');
+    std::string_view item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    std::uint64_t number = 0;
+    const auto parsed = std::from_chars(item.data(), item.data() + item.size(), number);
+    check(!item.empty() && parsed.ec == std::errc() && parsed.ptr == item.data() + item.size() &&
+              (!length || *length == number),
+          "an accepted Content-Length that is not one decimal", value);
+    length = number;
+    if (comma == std::string_view::npos) return *length;
+    value.remove_prefix(comma + 1);
   }
 }
 
-std::uint64_t decimal(std::string_view text) {
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  check(ec == std::errc() && end != text.data(), "an accepted Content-Length that is not a number", text);
-  return value;
-}
-
-void check_accepted(const Reply& reply, bool head, std::string_view raw) {
+void check_accepted(const Reply& reply, const ResponseExpectation& expectation, std::string_view raw) {
   const HttpResponse& response = reply.response;
+  const bool head = expectation.method == "HEAD";
   check(response.status >= 100 && response.status <= 999, "a status outside 100-999");
-  check(response.status < 100 || response.status >= 200 || response.status == 101, "an interim response as final");
-  check(!(response.status == 101 && reply.reusable), "a 101 response's connection kept for reuse");
+  check(response.status >= 200 || response.status == 101, "an interim response as final");
   check(!has_cr_lf_nul(response.reason), "CR, LF or NUL in the reason phrase", response.reason);
   check_fields(response.headers);
-  check(response.body.size() <= max_body_bytes, "a body over the limit");
+  check_fields(response.trailers);
+  check(response.body.size() <= expectation.max_body_bytes, "a body over the limit");
+  const std::size_t start = final_response_start(raw);
+  check(header_section_size(raw, start) <= expectation.max_header_bytes, "a header section over the limit",
+        std::to_string(header_section_size(raw, start)));
+  check(wire_size(response.headers) + wire_size(response.trailers) <= expectation.max_header_bytes,
+        "headers and trailers together over the limit",
+        std::to_string(wire_size(response.headers)) + " + " + std::to_string(wire_size(response.trailers)));
   const bool bodiless = head || response.status < 200 || response.status == 204 || response.status == 304;
   if (bodiless) check(response.body.empty(), "a body in a response that has none (HEAD, 1xx, 204, 304)");
+  // After a 101 the connection speaks another protocol.
+  check(!(response.status == 101 && reply.end == ResponseEnd::reusable), "a 101 response's connection kept for reuse");
 
+  // Framing (RFC 9112 6.3): never both Transfer-Encoding and Content-Length; a length
+  // is the body's size; without either the body runs to the close, which ends the
+  // connection's use.
   const std::string* length = single(response.headers, "content-length");
-  const bool chunked_or_coded = response.headers.find("transfer-encoding") != nullptr;
-  if (chunked_or_coded) {
+  const bool coded = response.headers.find("transfer-encoding") != nullptr;
+  if (coded) {
     check(length == nullptr, "a response with both Transfer-Encoding and Content-Length");
   } else if (length && !bodiless) {
-    check(decimal(*length) == response.body.size(), "a body whose size is not its Content-Length", *length);
+    check(content_length(*length) == response.body.size(), "a body whose size is not its Content-Length", *length);
   }
-  if (!bodiless && !length && !chunked_or_coded)
-    check(reply.ended_by_eof && !reply.reusable, "a body without framing not read to the end of the connection");
-  check_one_header_per_field(response.headers, raw, reply.start, Fold::joined);
+  if (!bodiless && !length && !coded)
+    check(reply.end == ResponseEnd::close, "a body without framing, and its connection kept for reuse");
+  check(response.trailers.fields.empty() || coded, "trailers without a chunked body");
+  check_headers_are_field_lines(response.headers, raw, start, Fold::joined);
 }
 
 /// The response the caller would get. Why there is none is left out: Beast rejects a
@@ -116,6 +125,8 @@ std::string describe(const Reply& reply) {
   std::string out = std::to_string(response.status) + " " + response.reason + " " + std::to_string(response.version);
   out.append("\n");
   describe_fields(out, response.headers, response.body);
+  out.append("trailers\n");
+  describe_fields(out, response.trailers, {});
   return out;
 }
 
@@ -127,14 +138,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (size < 1) return 0;
   const Control control{data[0]};
   const std::string_view raw(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const bool head = control.flag();
+  const auto expectation = expectation_for(control);
 
   MemoryStream pieces(raw, control);
-  const Reply reply = read_reply(pieces, head);
-  if (reply.error.empty()) check_accepted(reply, head, raw);
+  const Reply reply = read_reply(pieces, expectation);
+  if (reply.error.empty()) check_accepted(reply, expectation, raw);
 
   MemoryStream whole(raw, Control{control.byte, true});
-  const std::string a = describe(reply), b = describe(read_reply(whole, head));
+  const std::string a = describe(reply), b = describe(read_reply(whole, expectation));
   if (a != b) {
     std::fprintf(stderr, "in pieces:\n%s\nin one read:\n%s\n", a.c_str(), b.c_str());
     violated("the same bytes read in pieces and in one read give different responses");

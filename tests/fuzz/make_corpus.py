@@ -2,14 +2,15 @@
 """Writes the fuzz targets' seed corpus (tests/fuzz/corpus/{request,response}/).
 
 Each seed is a control byte (see fuzz_support.hpp: bits 0-1 the largest read, 1/7/64/4096
-bytes; bits 2-6 the seed of the read sizes; bit 7 tight limits for requests, HEAD for
-responses) and then what the peer sends. Rerun after editing. Inputs the fuzzers found
+bytes; bits 2-5 the seed of the read sizes; bit 7 tight limits for requests, HEAD for
+responses; bit 6 tight limits for responses) and then what the peer sends. Rerun after editing. Inputs the fuzzers found
 that showed a defect are added here as seeds named found_*, so every run replays them.
 """
 import pathlib
 
 WHOLE, SEVEN, BYTE, SIXTY_FOUR = 0x03, 0x05, 0x00, 0x0a
 TIGHT = HEAD = 0x80
+TIGHT_RESPONSE = 0x40
 HOST = b"Host: example.com\r\n"
 
 
@@ -86,6 +87,12 @@ REQUESTS = {
     # Found by the fuzzer (tests/fuzz/README.md says what each showed).
     "found_te_unknown_with_content_length": (WHOLE, req(b"POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chu;a=bnked\n"
                                                         b"Content-Length: 5\n", b"0\r\n\r\n")),
+    "found_header_section_over_limit_in_one_read": (TIGHT | WHOLE, req(b"GET /" + b"p" * 300 + b" HTTP/1.1\nHost: a\n"
+                                                                      b"X: " + b"f" * 300 + b"\n")),
+    "found_bare_lf_in_chunk_line": (TIGHT | 0x3f, req(b"POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n",
+                                                    b"1;a=" + b"a" * 4400 + b"\n" * 400)),
+    "found_trailers_padded": (TIGHT | SEVEN, req(b"POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n",
+                                                 b"1\r\nx\r\n0\r\nX-A:" + b" " * 300 + b"a" + b" " * 300 + b"\r\n\r\n")),
     "found_last_chunk_bytewise": (BYTE, req(b"POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n", b"0\r\n\r\n")),
     "head_and_delete": (SEVEN, req(b"HEAD / HTTP/1.1\nHost: a\n") + req(b"DELETE /r HTTP/1.1\nHost: a\n")),
 }
@@ -123,8 +130,23 @@ RESPONSES = {
     "long_chunk_extension": (SIXTY_FOUR, req(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
                                              b"1;a=" + b"a" * 3000 + b"\r\nx\r\n0\r\n\r\n")),
     "body_over_limit": (SIXTY_FOUR, req(b"HTTP/1.1 200 OK\nContent-Length: 5000\n", b"z" * 5000)),
+    "tight_header_over_limit": (TIGHT_RESPONSE | SIXTY_FOUR, req(b"HTTP/1.1 200 OK\nX-Long: " + b"v" * 600 + b"\n")),
+    "tight_endless_chunk_extension": (TIGHT_RESPONSE | SIXTY_FOUR, req(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
+                                                                       b"1;a=" + b"a" * 5000)),
+    "tight_endless_trailers": (TIGHT_RESPONSE | SIXTY_FOUR, req(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
+                                                                b"1\r\nx\r\n0\r\n" + b"X-T: " + b"t" * 5000)),
+    "tight_trailers_fit": (TIGHT_RESPONSE | SEVEN, req(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
+                                                       b"1\r\nx\r\n0\r\nX-A: 1\r\nX-B: 2\r\n\r\n")),
     # Found by the fuzzer (tests/fuzz/README.md says what each showed).
     "found_status_below_100": (WHOLE, req(b"HTTP/1.0 002 OK\nContent-Type: text/plain\n", b"body to the end")),
+    "found_header_section_over_limit_in_one_read": (TIGHT_RESPONSE | WHOLE, req(b"HTTP/1.1 200 " + b"r" * 300 +
+                                                                               b"\nX: " + b"f" * 300 +
+                                                                               b"\nContent-Length: 0\n")),
+    "found_bare_lf_in_chunk_line": (TIGHT_RESPONSE | 0x3f, req(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
+                                                             b"1;a=" + b"a" * 4400 + b"\n" * 400)),
+    "found_trailers_folded": (TIGHT_RESPONSE | SEVEN, req(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n",
+                                                          b"0\r\nX-A: a" + b"".join(b"\r\n" + b"\t" * 200 + b"b"
+                                                                                     for _ in range(3)) + b"\r\n\r\n")),
     "found_101_kept_for_reuse": (WHOLE, req(b"HTTP/1.1 101 Switching Protocols\nConnection: Upgrade\nUpgrade: x\n")),
     "extra_bytes_after": (WHOLE, req(b"HTTP/1.1 200 OK\nContent-Length: 1\n", b"x") +
                           b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n"),
