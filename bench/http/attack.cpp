@@ -26,6 +26,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,6 +39,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
@@ -77,6 +79,25 @@ long status_kib(int pid, std::string_view key) {
   return -1;
 }
 
+/// utime + stime of every thread of `pid`, in clock ticks.
+long cpu_ticks(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));  // after "pid (comm) "
+  std::string field;
+  long ticks = 0;
+  for (int i = 3; fields >> field && i <= 15; ++i)
+    if (i == 14 || i == 15) ticks += std::strtol(field.c_str(), nullptr, 10);
+  return ticks;
+}
+
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one_minute = 0;
+  in >> one_minute;
+  return one_minute;
+}
+
 // ---- sockets ---------------------------------------------------------------------
 
 sockaddr_in server_address(int port) {
@@ -102,8 +123,20 @@ bool send_all(int fd, std::string_view data) {
 
 struct Latencies {
   std::vector<double> ms;
+  std::vector<Clock::time_point> when;  // each request's start
   int failed = 0;  // no complete answer within the wait (counted at the wait)
-  void add(double value) { ms.push_back(value); }
+  void add(Clock::time_point start) {
+    ms.push_back(seconds_between(start, Clock::now()) * 1000);
+    when.push_back(start);
+  }
+  int over(double limit_ms) const {
+    return static_cast<int>(std::count_if(ms.begin(), ms.end(), [&](double v) { return v >= limit_ms; }));
+  }
+  /// When the slowest request started, in seconds after `origin`.
+  double worst_at(Clock::time_point origin) const {
+    if (ms.empty()) return 0;
+    return seconds_between(origin, when[static_cast<std::size_t>(std::max_element(ms.begin(), ms.end()) - ms.begin())]);
+  }
   double percentile(double p) const {
     if (ms.empty()) return 0;
     std::vector<double> sorted = ms;
@@ -182,7 +215,7 @@ class NormalClient {
       }
       if (send_all(kept_fd_, "GET /normal HTTP/1.1\r\nHost: bench\r\n\r\n") &&
           read_response(kept_fd_, start + answer_wait)) {
-        kept_alive.add(seconds_between(start, Clock::now()) * 1000);
+        kept_alive.add(start);
         return;
       }
       ::close(kept_fd_);  // closed under us (or too slow): one retry on a new connection
@@ -191,7 +224,7 @@ class NormalClient {
       if (Clock::now() - start >= answer_wait) break;
     }
     ++kept_alive.failed;
-    kept_alive.add(seconds_between(start, Clock::now()) * 1000);
+    kept_alive.add(start);
   }
 
   void new_connection_request() {
@@ -201,7 +234,7 @@ class NormalClient {
                     read_response(fd, start + answer_wait);
     if (fd >= 0) ::close(fd);
     if (!ok) ++fresh.failed;
-    fresh.add(seconds_between(start, Clock::now()) * 1000);
+    fresh.add(start);
   }
 
   const Config& config_;
@@ -467,19 +500,20 @@ double maximum(const std::vector<double>& values) {
 
 /// Which server limit a status stands for, for the table.
 std::string limit_of(Kind kind, const std::string& key) {
-  if (key == "431") return "max_header_bytes";
+  if (key == "431") return kind == endless_trailers ? "max_header_bytes (trailers)" : "max_header_bytes";
   if (key == "413") return "max_body_bytes";
   if (key == "408") return kind == endless_header ? "header_timeout" : "body_timeout";
-  if (key == "400") return "bad framing";
+  if (key == "400") return kind == endless_chunk_ext ? "max_chunk_line_bytes (4 KiB)" : "bad framing";
   if (key == "503") return "max_connections";
   if (key == "closed") return "closed without a response";
   return "";
 }
 
-std::string json_latencies(const Latencies& l) {
+std::string json_latencies(const Latencies& l, double limit_ms) {
   std::ostringstream out;
   out << "{\"requests\": " << l.ms.size() << ", \"failed\": " << l.failed << ", \"p50_ms\": " << l.percentile(50)
-      << ", \"p99_ms\": " << l.percentile(99) << ", \"max_ms\": " << l.max() << "}";
+      << ", \"p99_ms\": " << l.percentile(99) << ", \"max_ms\": " << l.max()
+      << ", \"over_limit\": " << l.over(limit_ms) << "}";
   return out.str();
 }
 
@@ -516,8 +550,14 @@ int main(int argc, char** argv) {
   NormalClient normal(config);
   std::atomic<bool> stop{false};
   std::thread normal_thread([&] { normal.run(stop); });
+  // The attacking thread yields to the timing one (both share CPU 1): what is timed is
+  // the server's answer, not the attacker's scheduling. (This thread only: a Linux nice
+  // value is per thread.)
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
   std::this_thread::sleep_for(500ms);  // the server warm, a few normal requests done
   const long rss_before_kib = status_kib(config.server_pid, "VmRSS:");
+  const double load_before = load_average();
+  const long server_ticks_before = cpu_ticks(config.server_pid);
 
   // Far past the target, the attack stops rather than take the machine's memory.
   const long rss_abort_kib = static_cast<long>(std::max(1024.0, 16 * config.rss_limit_mib) * 1024);
@@ -528,6 +568,9 @@ int main(int argc, char** argv) {
                  rss_abort_kib);
   const double attacked_s = seconds_between(start, Clock::now());
   const long peak_kib = status_kib(config.server_pid, "VmHWM:");
+  const double server_cpu = static_cast<double>(cpu_ticks(config.server_pid) - server_ticks_before) /
+                            static_cast<double>(::sysconf(_SC_CLK_TCK)) / attacked_s;
+  const double load_after = load_average();
   stop = true;
   normal_thread.join();
 
@@ -564,11 +607,15 @@ int main(int argc, char** argv) {
   }
   std::printf("server RSS: %.1f MiB before, peak (VmHWM) %.1f MiB; target < %.0f MiB: %s\n",
               static_cast<double>(rss_before_kib) / 1024, peak_mib, config.rss_limit_mib, rss_ok ? "met" : "MISSED");
-  std::printf("normal requests, kept alive: %zu, p99 %.1f ms, max %.1f ms, failed %d (reconnects %d)\n",
-              normal.kept_alive.ms.size(), normal.kept_alive.percentile(99), normal.kept_alive.max(),
-              normal.kept_alive.failed, normal.reconnects);
-  std::printf("normal requests, new connection: %zu, p99 %.1f ms, max %.1f ms, failed %d\n", normal.fresh.ms.size(),
-              normal.fresh.percentile(99), normal.fresh.max(), normal.fresh.failed);
+  for (const auto& [name, l] : {std::pair<const char*, const Latencies&>{"kept alive", normal.kept_alive},
+                                 {"new connection", normal.fresh}})
+    std::printf("normal requests, %s: %zu, p50 %.1f ms, p99 %.1f ms, max %.1f ms (at %.1f s), %d over %.0f ms, "
+                "failed %d\n",
+                name, l.ms.size(), l.percentile(50), l.percentile(99), l.max(), l.worst_at(start),
+                l.over(config.latency_limit_ms), config.latency_limit_ms, l.failed);
+  std::printf("server CPU %.0f %% of a core; machine load average %.1f before, %.1f after (other work on the\n"
+              "CPUs delays the server and the client too)\n",
+              100 * server_cpu, load_before, load_after);
   std::printf("every normal request answered within %.0f ms: %s\n", config.latency_limit_ms,
               latency_ok ? "met" : "MISSED");
 
@@ -594,9 +641,11 @@ int main(int argc, char** argv) {
     }
     out << "\n  },\n  \"server_rss_before_mib\": " << static_cast<double>(rss_before_kib) / 1024
         << ",\n  \"server_peak_rss_mib\": " << peak_mib << ",\n  \"rss_limit_mib\": " << config.rss_limit_mib
-        << ",\n  \"normal_kept_alive\": " << json_latencies(normal.kept_alive)
-        << ",\n  \"normal_new_connection\": " << json_latencies(normal.fresh)
-        << ",\n  \"latency_limit_ms\": " << config.latency_limit_ms << ",\n  \"rss_target_met\": "
+        << ",\n  \"normal_kept_alive\": " << json_latencies(normal.kept_alive, config.latency_limit_ms)
+        << ",\n  \"normal_new_connection\": " << json_latencies(normal.fresh, config.latency_limit_ms)
+        << ",\n  \"latency_limit_ms\": " << config.latency_limit_ms << ",\n  \"server_cpu_share\": " << server_cpu
+        << ",\n  \"load_average_before\": " << load_before << ",\n  \"load_average_after\": " << load_after
+        << ",\n  \"rss_target_met\": "
         << (rss_ok ? "true" : "false") << ",\n  \"latency_target_met\": " << (latency_ok ? "true" : "false") << "\n}\n";
   }
   return rss_ok && latency_ok ? 0 : 1;
