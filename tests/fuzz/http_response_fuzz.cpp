@@ -100,12 +100,20 @@ void check_accepted(const Reply& reply, const ResponseExpectation& expectation, 
   // Framing (RFC 9112 6.3): never both Transfer-Encoding and Content-Length; a length
   // is the body's size; without either the body runs to the close, which ends the
   // connection's use.
-  const std::string* length = single(response.headers, "content-length");
+  // RFC 9110 8.6 lets a recipient take repeated identical Content-Length fields as one.
+  std::optional<std::uint64_t> declared;
+  for (const auto& [name, value] : response.headers.fields) {
+    if (!http_iequals(name, "content-length")) continue;
+    const std::uint64_t length = content_length(value);
+    check(!declared || *declared == length, "Content-Length fields that differ", value);
+    declared = length;
+  }
+  const std::string* length = response.headers.find("content-length");
   const bool coded = response.headers.find("transfer-encoding") != nullptr;
   if (coded) {
     check(length == nullptr, "a response with both Transfer-Encoding and Content-Length");
   } else if (length && !bodiless) {
-    check(content_length(*length) == response.body.size(), "a body whose size is not its Content-Length", *length);
+    check(*declared == response.body.size(), "a body whose size is not its Content-Length", *length);
   }
   if (!bodiless && !length && !coded)
     check(reply.end == ResponseEnd::close, "a body without framing, and its connection kept for reuse");

@@ -120,6 +120,7 @@ RESPONSES = {
     "keep_alive_http10": (WHOLE, req(b"HTTP/1.0 200 OK\nConnection: keep-alive\nContent-Length: 1\n", b"x")),
     "set_cookie_twice": (WHOLE, req(b"HTTP/1.1 200 OK\nSet-Cookie: a=1\nSet-Cookie: b=2\nContent-Length: 0\n")),
     "content_length_list": (WHOLE, req(b"HTTP/1.1 200 OK\nContent-Length: 2, 2\n", b"ok")),
+    "content_length_twice_same": (WHOLE, req(b"HTTP/1.1 200 OK\nContent-Length: 2\nContent-Length: 2\n", b"ok")),
     "short_body_then_close": (SEVEN, req(b"HTTP/1.1 200 OK\nContent-Length: 100\n", b"only this")),
     "reason_obs_text_and_empty": (WHOLE, req(b"HTTP/1.1 404 Nicht gefunden \xe9\nContent-Length: 0\n")),
     "no_reason": (WHOLE, req(b"HTTP/1.1 200 \nContent-Length: 0\n")),
