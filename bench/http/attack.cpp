@@ -17,7 +17,8 @@
 //   endless trailers   a chunked body whose trailer section never ends
 //   slow body          Content-Length: 1000000, then one byte a second
 // The normal client (its own thread) sends a GET every 10 ms on one kept-alive
-// connection and every 100 ms on a new one, and times each answer.
+// connection and every 100 ms on a new one, and times each answer (a 503 refusal at
+// max_connections is an answer, counted apart).
 // Prints a table; exits 1 when a target is missed (or the attack could not run).
 
 #include <arpa/inet.h>
@@ -164,6 +165,7 @@ class NormalClient {
 
   Latencies kept_alive, fresh;
   int reconnects = 0;  // the kept-alive connection was closed by the server
+  int refused = 0;     // new connections answered 503 (the server at max_connections)
 
  private:
   static constexpr auto answer_wait = 2s;  // longer counts as failed, at this value
@@ -181,8 +183,9 @@ class NormalClient {
     return fd;
   }
 
-  /// Reads one response (headers, then Content-Length bytes) before `deadline`.
-  static bool read_response(int fd, Clock::time_point deadline) {
+  /// Reads one response (headers, then Content-Length bytes) before `deadline`; returns
+  /// its status, or 0 for none.
+  static int read_response(int fd, Clock::time_point deadline) {
     std::string in;
     std::size_t header_end = std::string::npos, need = 0;
     char chunk[4096];
@@ -195,13 +198,14 @@ class NormalClient {
           need = header_end + 4 + length;
         }
       }
-      if (header_end != std::string::npos && in.size() >= need) return in.starts_with("HTTP/1.1 200");
+      if (header_end != std::string::npos && in.size() >= need)
+        return in.starts_with("HTTP/1.1 ") ? std::atoi(in.c_str() + 9) : 0;
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return false;
+      if (left <= 0) return 0;
       pollfd p{fd, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
       const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n <= 0) return false;
+      if (n <= 0) return 0;
       in.append(chunk, static_cast<std::size_t>(n));
     }
   }
@@ -214,7 +218,7 @@ class NormalClient {
         if (kept_fd_ < 0) break;
       }
       if (send_all(kept_fd_, "GET /normal HTTP/1.1\r\nHost: bench\r\n\r\n") &&
-          read_response(kept_fd_, start + answer_wait)) {
+          read_response(kept_fd_, start + answer_wait) == 200) {
         kept_alive.add(start);
         return;
       }
@@ -227,13 +231,17 @@ class NormalClient {
     kept_alive.add(start);
   }
 
+  /// A new visitor: 200, or a 503 when the server is at max_connections (a refusal is
+  /// an answer: counted apart, not failed); anything else fails.
   void new_connection_request() {
     const auto start = Clock::now();
     const int fd = connect_blocking();
-    const bool ok = fd >= 0 && send_all(fd, "GET /fresh HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n") &&
-                    read_response(fd, start + answer_wait);
+    // The server may refuse (503) before reading the request: a failed send is fine then.
+    if (fd >= 0) (void)send_all(fd, "GET /fresh HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    const int status = fd >= 0 ? read_response(fd, start + answer_wait) : 0;
     if (fd >= 0) ::close(fd);
-    if (!ok) ++fresh.failed;
+    if (status == 503) ++refused;
+    if (status != 200 && status != 503) ++fresh.failed;
     fresh.add(start);
   }
 
@@ -613,6 +621,7 @@ int main(int argc, char** argv) {
                 "failed %d\n",
                 name, l.ms.size(), l.percentile(50), l.percentile(99), l.max(), l.worst_at(start),
                 l.over(config.latency_limit_ms), config.latency_limit_ms, l.failed);
+  std::printf("new connections refused with 503 (server at max_connections): %d\n", normal.refused);
   std::printf("server CPU %.0f %% of a core; machine load average %.1f before, %.1f after (other work on the\n"
               "CPUs delays the server and the client too)\n",
               100 * server_cpu, load_before, load_after);
@@ -643,6 +652,7 @@ int main(int argc, char** argv) {
         << ",\n  \"server_peak_rss_mib\": " << peak_mib << ",\n  \"rss_limit_mib\": " << config.rss_limit_mib
         << ",\n  \"normal_kept_alive\": " << json_latencies(normal.kept_alive, config.latency_limit_ms)
         << ",\n  \"normal_new_connection\": " << json_latencies(normal.fresh, config.latency_limit_ms)
+        << ",\n  \"normal_new_connection_refused_503\": " << normal.refused
         << ",\n  \"latency_limit_ms\": " << config.latency_limit_ms << ",\n  \"server_cpu_share\": " << server_cpu
         << ",\n  \"load_average_before\": " << load_before << ",\n  \"load_average_after\": " << load_after
         << ",\n  \"rss_target_met\": "
