@@ -2,7 +2,8 @@
 # The test command: installs what is missing (Debian 12, as root), then builds and
 # runs every test three ways — Release (which also compiles the benchmarks),
 # ASan+UBSan, and TSan (all but the two tests that hold thousands of fibers; the
-# filter is in tests/CMakeLists.txt) — plus the install check.
+# filter is in tests/CMakeLists.txt) — plus the install check, then runs each HTTP
+# fuzz target (clang 14, libFuzzer) for 60 s.
 #
 # Each ctest run is counted from its JUnit report (tests/ctest_summary.py): passed,
 # failed, and skipped (GTEST_SKIP) apart. A failed configure or build counts as a
@@ -13,8 +14,7 @@
 #   FIBERLOOP_QUICK=1 bash tests/run.sh    Release only
 #
 # Steps are function calls at the bottom: build_step (configure and build one
-# build directory), ctest_step (run its tests), command_step (any other check that
-# passes or fails as a whole, e.g. a fuzz target run for a bounded time).
+# build directory), ctest_step (run its tests), fuzz_step (the fuzz targets).
 set -uo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -31,7 +31,7 @@ failed_steps=()
 install_dependencies() {
   local packages=(g++ cmake ninja-build pkg-config python3 libboost1.81-dev libboost-fiber1.81-dev
                   libboost-context1.81-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
-                  curl wrk nginx-light gnuplot-nox)
+                  curl wrk nginx-light gnuplot-nox clang-14 libfuzzer-14-dev libclang-rt-14-dev)
   local missing=() p
   for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]})) || return 0
@@ -105,14 +105,20 @@ ctest_step() {
   fi
 }
 
-# Runs a command (after its name) as one check: passes or fails as a whole.
-command_step() {
-  local name=$1; shift
-  echo "== $name"
-  if "$@"; then
-    total_pass=$((total_pass + 1))
-  else
-    step_failed "$name"
+# Builds the libFuzzer targets and runs each for $1 seconds (tests/fuzz/run.sh): one
+# test per target; a fuzz build that fails counts as one failure.
+fuzz_step() {
+  local log=build/fuzz.log passed failed
+  echo "== fuzz"
+  bash tests/fuzz/run.sh "$1" 2>&1 | tee "$log"
+  passed=$(grep -c '^fuzz .*: ok' "$log")
+  failed=$(grep -c '^fuzz .*: FAILED' "$log")
+  total_pass=$((total_pass + passed))
+  if ((passed + failed == 0)); then
+    step_failed "fuzz: nothing ran ($log)"
+  elif ((failed > 0)); then
+    total_fail=$((total_fail + failed))
+    failed_steps+=("fuzz: $failed failed ($log)")
   fi
 }
 
@@ -142,7 +148,12 @@ if [[ -z ${FIBERLOOP_QUICK:-} ]]; then
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest_step tsan
   fi
   echo "== tsan: $((SECONDS - start)) s"
+
+  start=$SECONDS
+  fuzz_step 60
+  echo "== fuzz: $((SECONDS - start)) s"
 fi
+
 
 echo
 if ((${#failed_steps[@]})); then

@@ -156,7 +156,7 @@ TEST(FiberStressTest, CrossThreadCompletionsInBulk) {
         const auto loop_thread = std::this_thread::get_id();
         std::vector<Future<int>> fibers;
         for (int i = 0; i < kFibers; ++i)
-          fibers.push_back(loop.spawn([&, i, f = promises[i].get_future()] {
+          fibers.push_back(loop.spawn([&, f = promises[i].get_future()] {
             const int v = wait_for_future(f);
             if (std::this_thread::get_id() != loop_thread) ++wrong_thread;
             return v;

@@ -13,7 +13,7 @@
 #include <fiberloop/net/http_client.hpp>
 #include <fiberloop/net/tcp_stream.hpp>
 
-#include "http_wire.hpp"
+#include "http_read.hpp"
 
 namespace fiberloop {
 
@@ -100,11 +100,18 @@ bool is_redirect(int status) noexcept {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
-bool is_token(std::string_view method) noexcept {
-  if (method.empty()) return false;
-  for (char c : method)
-    if (c <= ' ' || c >= 0x7f || std::string_view("()<>@,;:\\\"/[]?={}").find(c) != std::string_view::npos) return false;
-  return true;
+/// Same scheme (always http here), host (any case) and port.
+bool same_origin(const Url& a, const Url& b) noexcept { return a.port == b.port && http_iequals(a.host, b.host); }
+
+/// Makes `headers` fit for the next hop of a redirect: credentials and an explicit
+/// Host stay with their origin (as curl and browsers do), and headers describing a
+/// body go when the body does.
+void headers_for_redirect(HttpHeaders& headers, bool cross_origin, bool body_dropped) {
+  if (cross_origin)
+    for (const char* name : {"authorization", "proxy-authorization", "cookie", "host"}) headers.remove(name);
+  if (body_dropped)
+    for (const char* name : {"content-type", "content-encoding", "content-language", "content-location"})
+      headers.remove(name);
 }
 
 std::chrono::nanoseconds left_until(http_clock::time_point deadline) {
@@ -132,9 +139,10 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
   Impl(Options o, IOLoop& l) : options(o), loop(l), anchor(detail::loop_anchor(l)) {}
 
   HttpResponse fetch(const Url& first, const FetchOptions& fetch_options);
-  HttpResponse exchange(const Url& url, const std::string& method, const std::string& body,
+  HttpResponse exchange(const Url& url, const std::string& method, const HttpHeaders& headers, const std::string& body,
                         const FetchOptions& fetch_options, http_clock::time_point deadline);
-  std::unique_ptr<Connection> take_idle(const std::string& key, bool check_alive);
+  /// A pooled connection to `key` that is still open and silent, or nullptr.
+  std::unique_ptr<Connection> take_idle(const std::string& key);
   void give_back(const std::string& key, std::unique_ptr<Connection> connection);
   /// Closes pooled connections idle longer than idle_timeout; runs on a timer while
   /// the pool is not empty, so idle sockets do not linger until the next fetch.
@@ -151,14 +159,15 @@ struct HttpClient::Impl : std::enable_shared_from_this<HttpClient::Impl> {
 
 HttpResponse HttpClient::Impl::fetch(const Url& first, const FetchOptions& fetch_options) {
   if (!is_token(fetch_options.method)) throw Error("HttpClient: bad HTTP method \"" + fetch_options.method + "\"");
-  const auto deadline = http_clock::now() + fetch_options.request_timeout;
+  const auto deadline = deadline_after(fetch_options.request_timeout);
   Url url = first;
   std::string method = fetch_options.method;
+  HttpHeaders headers = fetch_options.headers;
   std::string body = fetch_options.body;
   for (int hops = 0;; ++hops) {
     HttpResponse response;
     try {
-      response = exchange(url, method, body, fetch_options, deadline);
+      response = exchange(url, method, headers, body, fetch_options, deadline);
     } catch (const TimeoutError& e) {
       throw TimeoutError(std::string(e.what()) + " (" + method + " " + url.text() +
                          "; see FetchOptions::connect_timeout and request_timeout)");
@@ -169,23 +178,30 @@ HttpResponse HttpClient::Impl::fetch(const Url& first, const FetchOptions& fetch
     if (hops >= fetch_options.max_redirects)
       throw Error("HttpClient: more than " + std::to_string(fetch_options.max_redirects) + " redirects from " +
                   first.text() + "; raise FetchOptions::max_redirects if that is expected");
-    url = resolve(url, *location);
-    if (response.status == 303 || ((response.status == 301 || response.status == 302) && method == "POST")) {
-      method = "GET";  // as browsers do
+    Url next = resolve(url, *location);
+    // As browsers (the Fetch standard): 303 makes anything but HEAD a GET; 301 and 302
+    // make a POST a GET; 307 and 308 keep the method and the body.
+    const bool to_get = (response.status == 303 && method != "HEAD" && method != "GET") ||
+                        ((response.status == 301 || response.status == 302) && method == "POST");
+    if (to_get) {
+      method = "GET";
       body.clear();
     }
+    headers_for_redirect(headers, !same_origin(url, next), to_get);
+    url = std::move(next);
   }
 }
 
-HttpResponse HttpClient::Impl::exchange(const Url& url, const std::string& method, const std::string& body,
-                                        const FetchOptions& fetch_options, http_clock::time_point deadline) {
+HttpResponse HttpClient::Impl::exchange(const Url& url, const std::string& method, const HttpHeaders& headers,
+                                        const std::string& body, const FetchOptions& fetch_options,
+                                        http_clock::time_point deadline) {
   std::string request;
   request.reserve(256 + body.size());
   request.append(method).push_back(' ');
   request.append(url.target).append(" HTTP/1.1\r\n");
-  if (!fetch_options.headers.find("host")) request.append("Host: ").append(url.authority).append("\r\n");
-  if (!fetch_options.headers.find("user-agent")) request.append("User-Agent: fiberloop\r\n");
-  append_fields(request, fetch_options.headers, {"content-length", "transfer-encoding"});
+  if (!headers.find("host")) request.append("Host: ").append(url.authority).append("\r\n");
+  if (!headers.find("user-agent")) request.append("User-Agent: fiberloop\r\n");
+  append_fields(request, headers, {"content-length", "transfer-encoding"});
   if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
     request.append("Content-Length: ");
     append_decimal(request, body.size());
@@ -193,61 +209,47 @@ HttpResponse HttpClient::Impl::exchange(const Url& url, const std::string& metho
   }
   request.append("\r\n").append(body);
 
-  const bool head = method == "HEAD";
-  // A request that may run twice: only these are retried on a stale pooled connection.
-  const bool idempotent = method == "GET" || head;
+  const std::string where = url.text();
+  ResponseExpectation expectation;
+  expectation.method = method;
+  expectation.where = where;
+  expectation.max_body_bytes = fetch_options.max_body_bytes;
+  // A request that may run twice: only these are retried after a stale pooled connection.
+  const bool idempotent = method == "GET" || method == "HEAD";
   const std::string key = url.key();
   for (int attempt = 0;; ++attempt) {
-    // Non-idempotent requests cannot be retried, so check the connection first.
-    std::unique_ptr<Connection> connection = take_idle(key, !idempotent);
-    const bool reused = connection != nullptr;
-    if (!reused) {
+    // The retry connects anew: another pooled connection may be just as stale.
+    std::unique_ptr<Connection> connection = attempt == 0 ? take_idle(key) : nullptr;
+    const bool may_retry = connection && idempotent;
+    if (!connection) {
       connection = std::make_unique<Connection>();
       connection->stream =
           TcpStream::connect(url.host, url.port, std::min(fetch_options.connect_timeout, left_until(deadline)));
     }
-    HttpResponse response;
-    bool got_some = false;
     try {
       connection->stream.write_all(request, left_until(deadline));
-      for (;;) {
-        MessageParser<false> parser(response);
-        parser.header_limit(64 * 1024);
-        parser.body_limit(fetch_options.max_body_bytes);
-        parser.skip(head);
-        error_code ec;
-        bool ended_by_eof = false;
-        try {
-          ec = feed(parser, connection->buffer, connection->stream, deadline, ParseUntil::message);
-        } catch (const StreamClosed&) {
-          got_some = got_some || parser.got_some();
-          if (!parser.is_header_done() || !parser.need_eof()) throw;
-          parser.put_eof(ec);  // an HTTP/1.0-style body that ends with the connection
-          ended_by_eof = true;
-        }
-        got_some = true;
-        if (ec == beast_http::error::body_limit)
-          throw Error("HttpClient: the response body of " + url.text() + " is larger than " +
-                      std::to_string(fetch_options.max_body_bytes) + " bytes (FetchOptions::max_body_bytes)");
-        if (ec) throw Error("HttpClient: malformed HTTP response from " + url.authority + ": " + ec.message());
-        if (response.status >= 100 && response.status < 200 && response.status != 101) {
-          response = HttpResponse();  // an interim response (100 Continue): the real one follows
-          continue;
-        }
-        if (!ended_by_eof && parser.keep_alive() && connection->buffer.empty() && connection->stream.buffered() == 0)
-          give_back(key, std::move(connection));
-        return response;
-      }
     } catch (const StreamClosed&) {
-      if (!(reused && idempotent && attempt == 0 && !got_some)) throw;
+      if (!may_retry) throw;
+      continue;  // the server closed the pooled connection as we reused it
     } catch (const std::system_error&) {
-      if (!(reused && idempotent && attempt == 0 && !got_some)) throw;
+      if (!may_retry) throw;
+      continue;
     }
-    // The server closed the pooled connection before we used it: one fresh try.
+    HttpResponse response;
+    const ResponseEnd end = read_response(connection->buffer, connection->stream, deadline, expectation, response);
+    if (end == ResponseEnd::no_response) {
+      if (may_retry) continue;
+      throw StreamClosed("HttpClient: " + url.authority + " closed the connection without answering " + method + " " +
+                         where);
+    }
+    // A server that timed out the idle connection as we reused it may say so first.
+    if (may_retry && response.status == 408 && end != ResponseEnd::reusable) continue;
+    if (end == ResponseEnd::reusable && connection->stream.buffered() == 0) give_back(key, std::move(connection));
+    return response;
   }
 }
 
-std::unique_ptr<HttpClient::Impl::Connection> HttpClient::Impl::take_idle(const std::string& key, bool check_alive) {
+std::unique_ptr<HttpClient::Impl::Connection> HttpClient::Impl::take_idle(const std::string& key) {
   const auto found = idle.find(key);
   if (found == idle.end()) return nullptr;
   auto& pool = found->second;
@@ -256,7 +258,9 @@ std::unique_ptr<HttpClient::Impl::Connection> HttpClient::Impl::take_idle(const 
     std::unique_ptr<Connection> connection = std::move(pool.back());
     pool.pop_back();
     if (now - connection->idle_since > options.idle_timeout) continue;  // dropped: closes it
-    if (check_alive && !looks_alive(connection->stream.fd())) continue;
+    // Bytes nobody asked for (a 408 the server sent before closing) or an EOF: the
+    // server is done with it, whatever the method.
+    if (!connection->buffer.empty() || !looks_alive(connection->stream.fd())) continue;
     return connection;
   }
   return nullptr;
@@ -270,7 +274,7 @@ void HttpClient::Impl::give_back(const std::string& key, std::unique_ptr<Connect
   pool.push_back(std::move(connection));
   if (!sweep_scheduled) {
     sweep_scheduled = true;
-    sweep_timer = loop.call_later(options.idle_timeout, [weak = weak_from_this()] {
+    sweep_timer = loop.call_at(deadline_after(options.idle_timeout), [weak = weak_from_this()] {
       if (auto self = weak.lock()) self->sweep();
     });
   }
@@ -288,7 +292,7 @@ void HttpClient::Impl::sweep() {
   }
   if (idle.empty() || closed) return;
   sweep_scheduled = true;
-  sweep_timer = loop.call_at(oldest + options.idle_timeout, [weak = weak_from_this()] {
+  sweep_timer = loop.call_at(saturating_add(oldest, options.idle_timeout), [weak = weak_from_this()] {
     if (auto self = weak.lock()) self->sweep();
   });
 }

@@ -82,16 +82,54 @@ std::string_view http_reason_phrase(int status) noexcept {
 
 namespace detail {
 
-namespace {
-bool splits_header(std::string_view text) noexcept { return text.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
-}  // namespace
+// boost::system::error_category's destructor is non-virtual by design (categories are
+// never deleted through a base pointer): -Wnon-virtual-dtor does not apply.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
+const boost::system::error_category& wire_category() noexcept {
+  struct Category final : boost::system::error_category {
+    const char* name() const noexcept override { return "fiberloop.http"; }
+    std::string message(int value) const override {
+      switch (static_cast<wire_error>(value)) {
+        case wire_error::chunk_line_too_long:
+          return "a chunk-size line with its extensions is longer than " + std::to_string(max_chunk_line_bytes) +
+                 " bytes";
+        case wire_error::trailers_too_large: return "the trailer section is larger than the header limit";
+        case wire_error::obs_fold: return "obsolete line folding in a header field";
+      }
+      return "unknown HTTP wire error";
+    }
+  };
+  static const Category category;
+  return category;
+}
+#pragma GCC diagnostic pop
+
+bool is_token(std::string_view text) noexcept {
+  if (text.empty()) return false;
+  for (char c : text)  // 8-bit bytes are negative chars: refused by the first test
+    if (c <= ' ' || c >= 0x7f || std::string_view("\"(),/:;<=>?@[\\]{}").find(c) != std::string_view::npos) return false;
+  return true;
+}
+
+bool has_control(std::string_view text) noexcept {
+  for (char c : text)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return true;
+  return false;
+}
 
 void append_fields(std::string& out, const HttpHeaders& headers, std::initializer_list<std::string_view> skip) {
-  for (const auto& [name, value] : headers.fields) {
-    if (std::any_of(skip.begin(), skip.end(), [&](std::string_view s) { return http_iequals(name, s); })) continue;
-    if (name.empty() || splits_header(name) || splits_header(value))
+  for (const auto& field : headers.fields) {
+    // Named references, not a structured binding: clang 14 cannot capture those.
+    const std::string& name = field.first;
+    const std::string& value = field.second;
+    // Checked before the skip list: "Transfer-Encoding " would pass it and reach a
+    // lenient server as Transfer-Encoding.
+    if (!is_token(name) || has_control(value))
       throw Error("HTTP header \"" + name.substr(0, 64) +
-                  "\" has an empty name or a CR, LF or NUL in its name or value; remove them");
+                  "\" has a name that is not a token (empty, or with spaces, colons or other separators) or a "
+                  "control character (CR, LF, NUL...) in its value; fix or remove it");
+    if (std::any_of(skip.begin(), skip.end(), [&](std::string_view s) { return http_iequals(name, s); })) continue;
     out.append(name).append(": ").append(value).append("\r\n");
   }
 }

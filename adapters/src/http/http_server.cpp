@@ -13,46 +13,13 @@
 #include <fiberloop/net/tcp_stream.hpp>
 #include <fiberloop/wait.hpp>
 
-#include "http_wire.hpp"
+#include "http_read.hpp"
 
 namespace fiberloop {
 
 namespace {
 
 using namespace detail;
-
-/// The status for a request Beast refused; `line` is the unparsed input, starting at
-/// the request line (Beast consumes a header only once it is complete and valid).
-int status_for(const error_code& ec, std::string_view line) noexcept {
-  if (ec == beast_http::error::header_limit) return 431;
-  if (ec == beast_http::error::body_limit) return 413;
-  if (ec == beast_http::error::bad_version) {
-    // "METHOD target HTTP/<anything but 1.0 or 1.1>" is a version we do not speak
-    // (505); a request line of another shape is malformed (400).
-    line = line.substr(0, line.find_first_of("\r\n"));
-    const auto first = line.find(' ');
-    const auto last = line.rfind(' ');
-    if (first != last && line.find(' ', first + 1) == last && line.substr(last + 1).starts_with("HTTP/")) return 505;
-  }
-  return 400;  // bad request line, field, value, chunk, content length...
-}
-
-void clear_request(HttpRequest& request) noexcept {
-  // clear() keeps the strings' memory for the next request on this connection.
-  request.method.clear();
-  request.target.clear();
-  request.path.clear();
-  request.query.clear();
-  request.version = 11;
-  request.headers.fields.clear();
-  request.body.clear();
-}
-
-void split_target(HttpRequest& request) {
-  const auto mark = request.target.find('?');
-  request.path.assign(request.target, 0, mark);
-  if (mark != std::string::npos) request.query.assign(request.target, mark + 1);
-}
 
 bool has_no_body(int status) noexcept { return status < 200 || status == 204 || status == 304; }
 
@@ -69,8 +36,7 @@ void serialize_head(std::string& out, const HttpResponse& response, bool close, 
   if (response.reason.empty()) {
     out.append(http_reason_phrase(response.status));
   } else {
-    if (response.reason.find_first_of("\r\n") != std::string::npos)
-      throw Error("HTTP handler returned a reason phrase with CR or LF");
+    if (has_control(response.reason)) throw Error("HTTP handler returned a reason phrase with a control character");
     out.append(response.reason);
   }
   out.append("\r\n");
@@ -143,8 +109,6 @@ void HttpServer::Impl::serve(TcpStream& stream) {
   } catch (const std::exception&) {
     // Already gone; the first read will notice.
   }
-  const auto header_limit = static_cast<std::uint32_t>(
-      std::min<std::size_t>(options.max_header_bytes, std::numeric_limits<std::uint32_t>::max()));
   bool first = true;
   for (;;) {
     connection.idle = true;
@@ -165,49 +129,24 @@ void HttpServer::Impl::serve(TcpStream& stream) {
     connection.idle = false;
     // A new connection's first request must be complete header_timeout after the
     // accept; a later one, header_timeout after its first byte.
-    const auto header_deadline = (first ? waiting_since : http_clock::now()) + options.header_timeout;
+    const auto header_deadline = saturating_add(first ? waiting_since : http_clock::now(), options.header_timeout);
     first = false;
 
-    clear_request(request);
-    MessageParser<true> parser(request);
-    parser.header_limit(header_limit);
-    parser.body_limit(options.max_body_bytes);
-    int error_status = 0;
-    bool keep_alive = false;
+    RequestRead read;
     try {
-      error_code ec = feed(parser, buffer, stream, header_deadline, ParseUntil::header);
-      if (ec) {
-        error_status = status_for(ec, buffer.pending());
-      } else if (request.version != 10 && request.version != 11) {
-        error_status = 505;  // Beast refuses these itself; kept in case it stops doing so
-      } else if (request.version == 11 && !request.headers.find("host")) {
-        error_status = 400;  // RFC 9112 3.2: a 1.1 request without Host
-      } else {
-        keep_alive = parser.keep_alive();
-        if (!parser.is_done()) {
-          const std::string* expect = request.headers.find("expect");
-          if (expect && request.version == 11 && buffer.empty() && has_token(*expect, "100-continue"))
-            stream.write_all("HTTP/1.1 100 Continue\r\n\r\n", options.body_timeout);
-          parser.eager(true);
-          ec = feed(parser, buffer, stream, http_clock::now() + options.body_timeout, ParseUntil::message);
-          if (ec) error_status = status_for(ec, {});
-        }
-      }
-    } catch (const TimeoutError&) {
-      error_status = 408;
+      read = read_request(buffer, stream, options, header_deadline, request);
     } catch (const StreamClosed&) {
       return;
     } catch (const std::system_error&) {
       return;
     }
-    if (error_status != 0) {
-      reject(stream, out, error_status);
+    if (read.error_status != 0) {
+      reject(stream, out, read.error_status);
       return;
     }
 
-    split_target(request);
     request.remote_address = remote;
-    bool close = !keep_alive;
+    bool close = !read.keep_alive;
     const HttpResponse response = run_handler(request, out, close);
     const bool send_body = request.method != "HEAD" && !has_no_body(response.status);
     if (send_body && response.body.size() < copy_body_below) out.append(response.body);
@@ -295,9 +234,18 @@ void HttpServer::Impl::close_gracefully(TcpStream& stream) noexcept {
 
 HttpServer::HttpServer(Handler handler, Options options, IOLoop& loop)
     : impl_(std::make_shared<Impl>(std::move(handler), std::move(options), loop)) {
+  if (has_control(impl_->options.server_header))
+    throw std::invalid_argument("HttpServer: server_header must not hold a control character (CR, LF...)");
   TcpServer::Options tcp_options;
   tcp_options.max_connections = impl_->options.max_connections;
   tcp_options.name = "http";
+  // Refused at the cap: a 503 that tells the client to come back, then the close.
+  HttpResponse busy;
+  busy.status = 503;
+  busy.headers.add("Content-Type", "text/plain");
+  busy.body.append(http_reason_phrase(503)).push_back('\n');
+  serialize_head(tcp_options.refusal, busy, true, 11, impl_->options.server_header);
+  tcp_options.refusal.append(busy.body);
   std::weak_ptr<Impl> weak = impl_;
   impl_->tcp = std::make_unique<TcpServer>(
       [weak](TcpStream& stream) {

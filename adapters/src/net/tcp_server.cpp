@@ -1,19 +1,23 @@
 // TcpServer: a level-triggered accept handler that stops listening (removes itself)
-// while at the connection cap or backing off after EMFILE, and a fiber per connection.
+// while backing off after EMFILE, refuses connections past the cap, and runs a fiber
+// per connection.
 
 #include <fiberloop/net/tcp_server.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <exception>
 #include <list>
 #include <utility>
 
 #include <boost/context/detail/exception.hpp>
 
+#include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/wait.hpp>
 
@@ -23,7 +27,29 @@ namespace fiberloop {
 
 namespace {
 constexpr int max_accepts_per_wakeup = 64;  // bounds one iteration; the rest waits for the next
+
+/// Closes a connection refused at the cap, after `refusal` if the socket takes it now.
+void refuse(int fd, const std::string& refusal) noexcept {
+  if (!refusal.empty()) (void)::send(fd, refusal.data(), refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  // Closing with unread input sends a reset, which can destroy the refusal before the
+  // client reads it: drop what has arrived already (later input may still reset).
+  ::shutdown(fd, SHUT_WR);
+  char sink[1024];
+  for (int i = 0; i < 4 && ::recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
+  ::close(fd);
+}
 }  // namespace
+
+std::size_t default_max_connections() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  // Unlimited still ends at the kernel's nr_open (2^20 by default).
+  const std::size_t soft =
+      limit.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : static_cast<std::size_t>(limit.rlim_cur);
+  const std::size_t reserve = std::clamp<std::size_t>(soft / 4, 16, 1024);
+  return soft > reserve ? soft - reserve : 1;
+}
 
 struct TcpServer::State : std::enable_shared_from_this<State> {
   IOLoop* loop;
@@ -58,10 +84,9 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
     return anchor->loop;
   }
 
-  bool may_accept() const noexcept {
-    return listen_fd >= 0 && !stopping && !backing_off &&
-           (options.max_connections == 0 || live < options.max_connections);
-  }
+  bool may_accept() const noexcept { return listen_fd >= 0 && !stopping && !backing_off; }
+
+  bool at_cap() const noexcept { return options.max_connections != 0 && live >= options.max_connections; }
 
   /// Watches the listening socket exactly when accepting is allowed; otherwise new
   /// connections wait in the kernel backlog instead of waking the loop.
@@ -81,7 +106,13 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
       ++accept_attempts;
       const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
-        start_connection(fd);
+        // At the cap: refused at once rather than left in the backlog, where a flood
+        // of idle connections would starve every newcomer unseen.
+        if (at_cap()) {
+          refuse(fd, options.refusal);
+        } else {
+          start_connection(fd);
+        }
         continue;
       }
       const int err = errno;
@@ -90,7 +121,7 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
         // The pending connection stays readable: without a pause the loop would spin.
         backing_off = true;
         std::weak_ptr<State> weak = weak_from_this();
-        backoff_timer = loop->call_later(options.accept_backoff, [weak] {
+        backoff_timer = loop->call_at(detail::deadline_after(options.accept_backoff), [weak] {
           if (auto self = weak.lock()) {
             self->backing_off = false;
             self->update_watch();
@@ -262,7 +293,8 @@ Future<void> TcpServer::stop_async(std::chrono::nanoseconds grace) {
     s.stopped.emplace();
     s.stopped_future = s.stopped->get_future();
     std::weak_ptr<State> weak = state_;
-    s.grace_timer = s.loop->call_later(grace, [weak] {
+    // Saturated: an endless grace (nanoseconds::max()) waits, not overflows into "now".
+    s.grace_timer = s.loop->call_at(detail::deadline_after(grace), [weak] {
       if (auto self = weak.lock()) {
         self->grace_timer = TimeoutHandle{};
         self->close_all();

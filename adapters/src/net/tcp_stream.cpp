@@ -47,7 +47,7 @@ class Deadline {
  public:
   explicit Deadline(TcpStream::Duration timeout) noexcept : timeout_(timeout) {}
   Clock::time_point at() {
-    if (!at_) at_ = detail::deadline_after(timeout_);
+    if (!at_) at_ = detail::deadline_after(timeout_);  // a huge timeout means "never", not overflow
     return *at_;
   }
   TcpStream::Duration timeout() const noexcept { return timeout_; }

@@ -35,6 +35,9 @@ struct HttpRequest {
   int version = 11;          ///< 10 for HTTP/1.0, 11 for HTTP/1.1
   HttpHeaders headers;
   std::string body;            ///< de-chunked
+  /// Trailer fields of a chunked body, kept apart from `headers` (RFC 9110 6.5.1): a
+  /// front proxy checked the headers, not these (server fills it).
+  HttpHeaders trailers;
   std::string remote_address;  ///< the peer, "127.0.0.1:5678" (server fills it)
 };
 
@@ -45,6 +48,9 @@ struct HttpResponse {
   std::string reason;
   HttpHeaders headers;
   std::string body;
+  /// Trailer fields of a chunked response body, kept apart from `headers` (HttpClient
+  /// fills it). HttpServer does not send them: it never answers chunked.
+  HttpHeaders trailers;
   int version = 11;
 };
 

@@ -14,13 +14,21 @@
 #include <fiberloop/future.hpp>
 #include <fiberloop/io_loop.hpp>
 #include <fiberloop/net/http.hpp>
+#include <fiberloop/net/tcp_server.hpp>
 
 namespace fiberloop {
 
-/// HttpServer's limits. Bad input gets its status and the connection is closed.
-/// (Outside the class so that `Options options = {}` works as a default argument.)
+/// HttpServer's limits. Bad input gets its status and the connection is closed:
+/// 400 for a malformed or ambiguous request (obs-fold, a repeated Host,
+/// Content-Length or Transfer-Encoding line, Content-Length with Transfer-Encoding,
+/// a chunk-size line over 4 KiB), 501 for a Transfer-Encoding other than "chunked",
+/// 505 for a version other than 1.0 and 1.1. A timeout of nanoseconds::max() means
+/// no limit. (Outside the class so that `Options options = {}` works as a default
+/// argument.)
 struct HttpServerOptions {
-  std::size_t max_header_bytes = 16 * 1024;  ///< request line + headers; 431 beyond
+  /// Request line + headers; 431 beyond. A chunked body's trailer fields get what the
+  /// headers left of it (431 beyond too).
+  std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_body_bytes = 1024 * 1024;  ///< de-chunked body; 413 beyond
   /// From a request's first byte to the end of its headers (slowloris); 408 after.
   std::chrono::nanoseconds header_timeout = std::chrono::seconds(10);
@@ -29,7 +37,9 @@ struct HttpServerOptions {
   /// Idle time allowed between requests on a kept-alive connection; then it is
   /// closed without a response.
   std::chrono::nanoseconds keep_alive_timeout = std::chrono::seconds(60);
-  std::size_t max_connections = 0;  ///< 0 = unlimited; excess waits in the kernel backlog
+  /// Live connections at most (see default_max_connections()); one more gets a 503
+  /// and is closed at once, while the live ones go on being served. 0 = unlimited.
+  std::size_t max_connections = default_max_connections();
   std::string server_header = "fiberloop";  ///< "Server:" value; empty sends none
 };
 

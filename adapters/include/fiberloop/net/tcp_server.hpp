@@ -16,10 +16,22 @@
 
 namespace fiberloop {
 
+/// The connection cap TcpServer and HttpServer take unless told otherwise: the soft
+/// RLIMIT_NOFILE as it is when called, minus a reserve for the process's other
+/// descriptors (files, outgoing connections, the loop's own) of a quarter of it, at
+/// least 16 and at most 1 024; never below 1. Thread: any.
+std::size_t default_max_connections() noexcept;
+
 /// TcpServer::Options. (Outside the class so that `Options options = {}` works as a default argument.)
 struct TcpServerOptions {
   int backlog = 1024;
-  std::size_t max_connections = 0;                // 0 = unlimited; excess waits in the kernel backlog
+  /// Live connections at most. A connection beyond it is accepted, sent `refusal`
+  /// and closed at once: it neither waits unseen in the kernel backlog nor takes the
+  /// descriptors the live ones need. 0 = unlimited.
+  std::size_t max_connections = default_max_connections();
+  /// Bytes written to a connection refused at max_connections before it is closed
+  /// (best effort, without waiting); HttpServer sends a 503. Empty: just closed.
+  std::string refusal;
   std::chrono::milliseconds accept_backoff{100};  // pause after EMFILE/ENFILE/ENOBUFS/ENOMEM
   std::string name = "tcp";                       // used in fiber names / reports
 };
