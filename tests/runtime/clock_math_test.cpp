@@ -57,5 +57,16 @@ TEST(ClockMathTest, DeadlinesSaturateAtTheEndsOfTheClock) {
   EXPECT_LE(detail::deadline_after(-1h), std::chrono::steady_clock::now());
 }
 
+// What is left of a deadline: never negative, and no overflow for the deadline a
+// hugely negative timeout saturates to (time_point::min() - now overflows).
+TEST(ClockMathTest, TimeLeftIsZeroOncePastEvenForTheEarliestDeadline) {
+  const time_point now = std::chrono::steady_clock::now();
+  EXPECT_EQ(detail::time_left(now + 5s, now), nanoseconds(5s));
+  EXPECT_EQ(detail::time_left(now - 5s, now), nanoseconds::zero());
+  EXPECT_EQ(detail::time_left(time_point::min(), now), nanoseconds::zero());
+  EXPECT_EQ(detail::time_left(time_point::max(), now), time_point::max() - now);
+  EXPECT_EQ(detail::time_left(detail::deadline_after(nanoseconds::min())), nanoseconds::zero());
+}
+
 }  // namespace
 }  // namespace fiberloop

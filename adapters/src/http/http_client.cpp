@@ -115,8 +115,8 @@ void headers_for_redirect(HttpHeaders& headers, bool cross_origin, bool body_dro
 }
 
 std::chrono::nanoseconds left_until(http_clock::time_point deadline) {
-  const auto left = deadline - http_clock::now();
-  if (left <= std::chrono::nanoseconds::zero()) throw TimeoutError("HttpClient: request_timeout passed");
+  const auto left = time_left(deadline);
+  if (left == std::chrono::nanoseconds::zero()) throw TimeoutError("HttpClient: request_timeout passed");
   return left;
 }
 

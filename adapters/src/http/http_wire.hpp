@@ -28,6 +28,7 @@
 #include <string_view>
 #include <type_traits>
 
+#include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/errors.hpp>
 #include <fiberloop/net/http.hpp>
 
@@ -280,8 +281,8 @@ error_code feed(Parser& parser, WireBuffer& buffer, Stream& stream, http_clock::
       if (ec && ec != beast_http::error::need_more) return ec;
       if (const error_code too_long = parser.check_waiting(buffer.pending())) return too_long;
     }
-    const auto left = deadline - http_clock::now();
-    if (left <= std::chrono::nanoseconds::zero()) throw TimeoutError("HTTP read timed out");
+    const auto left = time_left(deadline);
+    if (left == std::chrono::nanoseconds::zero()) throw TimeoutError("HTTP read timed out");
     buffer.fill(stream, left);
   }
 }

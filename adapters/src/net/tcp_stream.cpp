@@ -235,16 +235,20 @@ struct TcpStream::Impl {
     // Last: another thread that sees it cleared may close the stream itself (a no-op now).
     if (had_handler) registered.store(false, std::memory_order_release);
   }
-};
 
-namespace {
+  /// Closes `impl`'s stream from a thread that is not its loop's (see the definition);
+  /// false when the caller may close it itself.
+  static bool hand_close_to_loop(const std::shared_ptr<Impl>& impl) noexcept;
+  /// Every waiting call starts here: the loop thread outside a fiber may not wait.
+  static Impl& usable(const std::shared_ptr<Impl>& impl, const char* what);
+};
 
 /// Off the loop's thread, a stream whose fd has a handler on its live loop is closed
 /// by the loop: the handler may be running there now, and only the loop's thread
 /// may remove it (a socket closed without that would leave the fd's number taken on
 /// the loop). The callback shares the stream's state until it has closed it. Returns
 /// false when the caller may close the stream itself.
-bool hand_close_to_loop(const std::shared_ptr<TcpStream::Impl>& impl) noexcept {
+bool TcpStream::Impl::hand_close_to_loop(const std::shared_ptr<Impl>& impl) noexcept {
   if (!impl->registered.load(std::memory_order_acquire)) return false;
   try {
     // Dropped unrun (the loop is being destroyed), the callback's reference may be
@@ -254,21 +258,19 @@ bool hand_close_to_loop(const std::shared_ptr<TcpStream::Impl>& impl) noexcept {
   } catch (...) {
     // Out of memory. Freeing the state here would do what this function prevents:
     // leak a reference instead (the socket stays open), and say so.
-    alignas(std::shared_ptr<TcpStream::Impl>) unsigned char cell[sizeof(std::shared_ptr<TcpStream::Impl>)];
-    ::new (static_cast<void*>(cell)) std::shared_ptr<TcpStream::Impl>(impl);  // never destroyed
+    alignas(std::shared_ptr<Impl>) unsigned char cell[sizeof(std::shared_ptr<Impl>)];
+    ::new (static_cast<void*>(cell)) std::shared_ptr<Impl>(impl);  // never destroyed
     std::fprintf(stderr, "fiberloop: out of memory handing a TcpStream's close to its loop; the socket leaks\n");
     return true;
   }
 }
 
 /// Every waiting call starts here: the loop thread outside a fiber may not wait.
-TcpStream::Impl& usable(const std::shared_ptr<TcpStream::Impl>& impl, const char* what) {
+TcpStream::Impl& TcpStream::Impl::usable(const std::shared_ptr<Impl>& impl, const char* what) {
   if (!detail::current_fiber_loop()) detail::forbid_on_loop_thread(what);
   if (!impl || impl->fd < 0) throw StreamClosed(std::string(what) + ": the stream is closed");
   return *impl;
 }
-
-}  // namespace
 
 TcpStream::TcpStream() noexcept = default;
 
@@ -379,7 +381,7 @@ std::size_t TcpStream::read_some(std::span<char> buffer) { return read_some(buff
 
 std::size_t TcpStream::read_some(std::span<char> buffer, Duration timeout) {
   static constexpr const char* what = "TcpStream::read_some()";
-  Impl& s = usable(impl_, what);
+  Impl& s = Impl::usable(impl_, what);
   if (buffer.empty()) return 0;
   if (s.avail()) {
     const std::size_t n = std::min(buffer.size(), s.avail());
@@ -409,7 +411,7 @@ std::string TcpStream::read_exactly(std::size_t n) { return read_exactly(n, time
 
 std::string TcpStream::read_exactly(std::size_t n, Duration timeout) {
   static constexpr const char* what = "TcpStream::read_exactly()";
-  Impl& s = usable(impl_, what);
+  Impl& s = Impl::usable(impl_, what);
   Deadline deadline(timeout);
   while (s.avail() < n) {
     s.reserve(n - s.avail());
@@ -424,7 +426,7 @@ std::string TcpStream::read_until(std::string_view delimiter, std::size_t max_by
 
 std::string TcpStream::read_until(std::string_view delimiter, std::size_t max_bytes, Duration timeout) {
   static constexpr const char* what = "TcpStream::read_until()";
-  Impl& s = usable(impl_, what);
+  Impl& s = Impl::usable(impl_, what);
   if (delimiter.empty()) throw std::invalid_argument("TcpStream::read_until(): the delimiter must not be empty");
   Deadline deadline(timeout);
   std::size_t scanned = 0;  // a match cannot start before this offset: scan only new bytes
@@ -447,7 +449,7 @@ void TcpStream::write_all(std::string_view data) { write_all(data, timeout()); }
 
 void TcpStream::write_all(std::string_view data, Duration timeout) {
   static constexpr const char* what = "TcpStream::write_all()";
-  Impl& s = usable(impl_, what);
+  Impl& s = Impl::usable(impl_, what);
   Deadline deadline(timeout);
   while (!data.empty()) {
     if (s.fd < 0) s.throw_closed(what, {});
@@ -465,7 +467,7 @@ void TcpStream::write_all(std::string_view data, Duration timeout) {
 }
 
 void TcpStream::close() noexcept {
-  if (impl_ && !hand_close_to_loop(impl_)) impl_->close();
+  if (impl_ && !Impl::hand_close_to_loop(impl_)) impl_->close();
 }
 
 bool TcpStream::is_open() const noexcept { return impl_ && impl_->fd >= 0; }

@@ -82,9 +82,8 @@ class TcpStream {
   std::string peer_address() const;       // "127.0.0.1:5678" / "[::1]:5678"
   std::string local_address() const;
 
-  struct Impl;  // internal (adapters/src/tcp_stream.cpp)
-
  private:
+  struct Impl;  // adapters/src/net/tcp_stream.cpp
   std::shared_ptr<Impl> impl_;  // shared with the loop while it closes the stream for another thread
 };
 

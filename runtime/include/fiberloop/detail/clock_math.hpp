@@ -64,4 +64,16 @@ std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, 
   return saturating_add(std::chrono::steady_clock::now(), d);
 }
 
+/// What is left until `deadline` as of `now`: zero once it has passed. (`deadline -
+/// now` itself overflows for a deadline saturated to time_point::min().)
+constexpr std::chrono::nanoseconds time_left(std::chrono::steady_clock::time_point deadline,
+                                             std::chrono::steady_clock::time_point now) noexcept {
+  return deadline > now ? deadline - now : std::chrono::nanoseconds::zero();
+}
+
+/// time_left(deadline, steady_clock::now()).
+inline std::chrono::nanoseconds time_left(std::chrono::steady_clock::time_point deadline) noexcept {
+  return time_left(deadline, std::chrono::steady_clock::now());
+}
+
 }  // namespace fiberloop::detail
