@@ -66,6 +66,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+: > "$tmp/server.out"  # there before the server starts: the loop below reads it at once
 (ulimit -n "$server_nofile" && exec "${server_pin[@]}" "$bin_dir/fiberloop_http_hello" --port 0) \
   > "$tmp/server.out" 2> "$tmp/server.err" &
 server_pid=$!
