@@ -89,4 +89,10 @@ inline std::uint16_t unused_port() {
 
 inline bool have_program(const char* path) { return ::access(path, X_OK) == 0; }
 
+/// Why a test that needs a real peer program fails without it (never a silent skip).
+inline std::string missing_peer(const std::string& package) {
+  return package + " is not installed; this test needs it as a real peer (tests/run.sh installs it: apt-get install " +
+         package + ")";
+}
+
 }  // namespace fiberloop::testing

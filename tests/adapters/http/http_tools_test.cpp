@@ -51,7 +51,7 @@ std::string pattern(std::size_t n) {
 }
 
 TEST_F(HttpToolsTest, CurlReusesOneConnectionForTwoUrls) {
-  if (!have_program("/usr/bin/curl")) GTEST_SKIP() << "curl is not installed";
+  ASSERT_TRUE(have_program("/usr/bin/curl")) << missing_peer("curl");
   run_in_fiber([] {
     std::set<std::string> peers;
     HttpServer server([&](const HttpRequest& request) {
@@ -69,7 +69,7 @@ TEST_F(HttpToolsTest, CurlReusesOneConnectionForTwoUrls) {
 }
 
 TEST_F(HttpToolsTest, CurlChunkedUpload) {
-  if (!have_program("/usr/bin/curl")) GTEST_SKIP() << "curl is not installed";
+  ASSERT_TRUE(have_program("/usr/bin/curl")) << missing_peer("curl");
   const std::string content = pattern(300000);
   const std::string file = write_file("upload.bin", content);
   run_in_fiber([&] {
@@ -92,7 +92,7 @@ TEST_F(HttpToolsTest, CurlChunkedUpload) {
 }
 
 TEST_F(HttpToolsTest, CurlLargeBodyUsesExpectContinue) {
-  if (!have_program("/usr/bin/curl")) GTEST_SKIP() << "curl is not installed";
+  ASSERT_TRUE(have_program("/usr/bin/curl")) << missing_peer("curl");
   const std::string content = pattern(2 << 20);
   const std::string file = write_file("big.bin", content);
   run_in_fiber([&] {
@@ -119,7 +119,7 @@ TEST_F(HttpToolsTest, CurlLargeBodyUsesExpectContinue) {
 }
 
 TEST_F(HttpToolsTest, CurlSees413ForABodyOverTheLimit) {
-  if (!have_program("/usr/bin/curl")) GTEST_SKIP() << "curl is not installed";
+  ASSERT_TRUE(have_program("/usr/bin/curl")) << missing_peer("curl");
   const std::string file = write_file("too-big.bin", pattern(3 << 20));
   run_in_fiber([&] {
     HttpServer server([&](const HttpRequest&) { return text_response("no"); });
@@ -132,7 +132,7 @@ TEST_F(HttpToolsTest, CurlSees413ForABodyOverTheLimit) {
 }
 
 TEST_F(HttpToolsTest, WrkSmokeLoadHasNoErrors) {
-  if (!have_program("/usr/bin/wrk")) GTEST_SKIP() << "wrk is not installed";
+  ASSERT_TRUE(have_program("/usr/bin/wrk")) << missing_peer("wrk");
   run_in_fiber([] {
     HttpServer server([](const HttpRequest&) { return text_response("Hello, World!"); });
     const auto port = server.listen(0);
@@ -152,7 +152,7 @@ TEST_F(HttpToolsTest, WrkSmokeLoadHasNoErrors) {
 }
 
 TEST_F(HttpToolsTest, ClientAgainstNginx) {
-  if (!have_program("/usr/sbin/nginx")) GTEST_SKIP() << "nginx is not installed";
+  ASSERT_TRUE(have_program("/usr/sbin/nginx")) << missing_peer("nginx-light");
   const std::uint16_t port = unused_port();
   const std::string d = dir_.string();
   const std::string page = pattern(50000);
