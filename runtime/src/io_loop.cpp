@@ -157,6 +157,7 @@ IOLoop::~IOLoop() {
   {
     std::lock_guard lock(anchor_->lock);
     anchor_->loop = nullptr;
+    anchor_->closing = this;
   }
   closing_ = true;
   // Jobs that have not started never will; running ones may use the stacks of the
@@ -172,6 +173,10 @@ IOLoop::~IOLoop() {
     drop_pending_work();  // completions of blocking tasks may have queued callbacks
   }
   fibers_.reset();
+  {
+    std::lock_guard lock(anchor_->lock);
+    anchor_->closing = nullptr;
+  }
   ::close(epoll_fd_);
   (newer_alive_ ? newer_alive_->older_alive_ : tls_newest_loop) = older_alive_;
   if (older_alive_) older_alive_->newer_alive_ = newer_alive_;
@@ -248,6 +253,11 @@ void IOLoop::check_startable(const char* what) const {
 
 bool detail::LoopInternals::on_owner_thread(const IOLoop& loop) noexcept { return loop.owner_ == &tls_thread_marker; }
 
+bool detail::LoopInternals::watches(const IOLoop& loop, int fd) noexcept {
+  return fd >= 0 && static_cast<std::size_t>(fd) < loop.handlers_.size() &&
+         loop.handlers_[static_cast<std::size_t>(fd)].active;
+}
+
 bool detail::LoopInternals::hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn) {
   std::lock_guard lock(anchor.lock);  // the loop cannot be destroyed meanwhile
   IOLoop* loop = anchor.loop;
@@ -258,7 +268,8 @@ bool detail::LoopInternals::hand_to_loop_thread(LoopAnchor& anchor, std::functio
 
 IOLoop* detail::LoopInternals::alive_on_this_thread(LoopAnchor& anchor) noexcept {
   std::lock_guard lock(anchor.lock);
-  return anchor.loop && anchor.loop->owner_ == &tls_thread_marker ? anchor.loop : nullptr;
+  IOLoop* loop = anchor.loop ? anchor.loop : anchor.closing;
+  return loop && loop->owner_ == &tls_thread_marker ? loop : nullptr;
 }
 IOLoop* detail::LoopInternals::running_here() noexcept { return tls_running_loop; }
 
@@ -424,9 +435,16 @@ void IOLoop::add_handler(int fd, Events events, std::function<void(int, Events)>
   if (slot.active) {
     // epoll took the fd, so it forgot the one this slot watched: that fd was closed
     // without remove_handler(), and this is a new file with its number. The stale
-    // handler goes (kept alive until the poll phase ends: it may be running now).
+    // handler goes (kept alive until the poll phase ends: it may be running now), and
+    // the mistake is reported: had the old file been dup()ed or inherited by a child,
+    // epoll would still watch it and its events, now nobody's, could keep the loop busy.
     removed_handlers_.push_back({std::move(slot.fn), std::move(slot.chain)});
     slot.fn = nullptr;
+    report(std::make_exception_ptr(std::logic_error(
+               "fd " + std::to_string(fd) +
+               " was closed while it had a handler; its handler is dropped for the new fd with that number. "
+               "Call remove_handler() before closing a watched fd")),
+           "IOLoop::add_handler()");
   }
   ++slot.generation;
   slot.fn = std::move(fn);

@@ -36,14 +36,17 @@ struct LoopInternals {
     loop.report(std::move(error), where);
   }
   static bool on_owner_thread(const IOLoop& loop) noexcept;
-  /// The anchor's loop if it is alive and owned by the calling thread (which alone
-  /// may destroy it, so it stays alive while the caller uses it), else null.
+  /// The anchor's loop if it is alive (or being destroyed: its fibers are unwinding)
+  /// and owned by the calling thread (which alone may destroy it, so it stays alive
+  /// while the caller uses it), else null.
   static IOLoop* alive_on_this_thread(LoopAnchor& anchor) noexcept;
   /// Off the thread of the anchor's live loop, queues `fn` there (add_callback) and
   /// returns true: for work on state only the loop's thread may touch. Returns false,
   /// `fn` untouched, on the loop's thread or once the loop is gone, where the caller
   /// may do the work itself. Throws what add_callback() throws (`fn` is then lost).
   static bool hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn);
+  /// Whether `fd` has a handler on `loop` (for tests: a stream that closed left none).
+  static bool watches(const IOLoop& loop, int fd) noexcept;
   /// Whether callbacks wait to run (Thread: any).
   static bool has_callbacks(const IOLoop& loop) noexcept {
     return loop.has_callbacks_.load(std::memory_order_seq_cst);

@@ -1427,8 +1427,9 @@ TEST(IOLoopTest, RunSyncWithAHugeTimeoutDoesNotTimeOut) {
 
 // epoll forgets a closed fd; so may the loop: a new fd with the same number gets a
 // handler, and the stale one never runs. (Before: EEXIST, for good.)
-TEST(IOLoopTest, AddHandlerReplacesAStaleSlotWhoseFdWasClosed) {
+TEST(IOLoopTest, AddHandlerReplacesAStaleSlotWhoseFdWasClosedAndReportsIt) {
   IOLoop loop;
+  testing::ReportLog reports(loop);
   bool stale_ran = false, fresh_ran = false;
   auto old_pipe = std::make_unique<Pipe>();
   const int fd = old_pipe->read_fd;
@@ -1449,6 +1450,8 @@ TEST(IOLoopTest, AddHandlerReplacesAStaleSlotWhoseFdWasClosed) {
   loop.start();
   EXPECT_TRUE(fresh_ran);
   EXPECT_FALSE(stale_ran);
+  ASSERT_EQ(reports.size(), 1u) << "closing a watched fd without remove_handler() must not pass silently";
+  EXPECT_NE(reports[0].first.find("was closed while it had a handler"), std::string::npos) << reports[0].first;
   // A handler whose fd is still open stays protected.
   EXPECT_THROW(loop.add_handler(fd, Events::read, [](int, Events) {}), std::system_error);
   loop.remove_handler(fd);

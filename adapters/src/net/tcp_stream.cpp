@@ -70,6 +70,10 @@ struct TcpStream::Impl {
   // fd has a handler on `loop`. Set and cleared on the loop's thread; another thread
   // closing the stream reads it to know whether the loop must do the closing.
   std::atomic<bool> registered{false};
+  // A fiber of `loop` has used the stream: from then on another thread's close goes
+  // through the loop even while no handler is registered (the fiber may be in a
+  // send() on fd right now).
+  std::atomic<bool> used_on_loop{false};
   Events interest = Events::none;  // what the handler currently listens for
   Promise<void>* read_waiter = nullptr;
   Promise<void>* write_waiter = nullptr;
@@ -243,13 +247,17 @@ struct TcpStream::Impl {
   static Impl& usable(const std::shared_ptr<Impl>& impl, const char* what);
 };
 
-/// Off the loop's thread, a stream whose fd has a handler on its live loop is closed
-/// by the loop: the handler may be running there now, and only the loop's thread
-/// may remove it (a socket closed without that would leave the fd's number taken on
-/// the loop). The callback shares the stream's state until it has closed it. Returns
-/// false when the caller may close the stream itself.
+/// Off the loop's thread, a stream that a fiber of its live loop uses (or whose fd has
+/// a handler there) is closed by the loop: the handler may be running there now, and
+/// only the loop's thread may remove it (a socket closed without that would leave the
+/// fd's number taken on the loop); and a fiber may be in a send() on the fd, which a
+/// close here could hand to the next accepted socket. The callback shares the
+/// stream's state until it has closed it. Returns false when the caller may close the
+/// stream itself: on the loop's thread, once the loop is gone, or for a stream no
+/// fiber of the loop has used.
 bool TcpStream::Impl::hand_close_to_loop(const std::shared_ptr<Impl>& impl) noexcept {
-  if (!impl->registered.load(std::memory_order_acquire)) return false;
+  if (!impl->registered.load(std::memory_order_acquire) && !impl->used_on_loop.load(std::memory_order_acquire))
+    return false;
   try {
     // Dropped unrun (the loop is being destroyed), the callback's reference may be
     // the last: the state is then freed on the loop's thread, with the loop gone.
@@ -267,8 +275,12 @@ bool TcpStream::Impl::hand_close_to_loop(const std::shared_ptr<Impl>& impl) noex
 
 /// Every waiting call starts here: the loop thread outside a fiber may not wait.
 TcpStream::Impl& TcpStream::Impl::usable(const std::shared_ptr<Impl>& impl, const char* what) {
-  if (!detail::current_fiber_loop()) detail::forbid_on_loop_thread(what);
+  const bool in_fiber = detail::current_fiber_loop() != nullptr;
+  if (!in_fiber) detail::forbid_on_loop_thread(what);
   if (!impl || impl->fd < 0) throw StreamClosed(std::string(what) + ": the stream is closed");
+  // (A fiber of another loop is refused by wait(), should the call have to wait.)
+  if (in_fiber && !impl->used_on_loop.load(std::memory_order_relaxed))
+    impl->used_on_loop.store(true, std::memory_order_release);
   return *impl;
 }
 

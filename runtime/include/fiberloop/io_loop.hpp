@@ -47,7 +47,9 @@ bool loop_closing(const IOLoop& loop) noexcept;
 /// `loop` turns null, under `lock`, when ~IOLoop begins.
 struct LoopAnchor {
   SpinLock lock;
-  IOLoop* loop;
+  IOLoop* loop;                // null from the start of ~IOLoop: no new work is handed to it
+  IOLoop* closing = nullptr;   // the loop while ~IOLoop unwinds its fibers: what they close
+                               // still leaves the loop cleanly (its owner thread only)
 };
 
 /// A fiber's body, type-erased so the fibers layer can run it without templates.

@@ -333,6 +333,9 @@ TEST_F(TcpServerTest, AcceptBacksOffOnEnfileEnobufsAndEnomemThenResumes) {
 // with a handler pointing at the freed server; the next listen() on that fd number
 // failed with EEXIST.)
 TEST_F(TcpServerTest, DestroyedOnAnotherThreadShutsDownOnItsLoop) {
+  // A handler left behind would be replaced by the next listen() on that fd number,
+  // and reported: none may be.
+  testing::ReportLog reports(loop_);
   run_in_fiber([&] {
     auto server = std::make_unique<TcpServer>(echo_lines, TcpServer::Options{}, loop_);
     const std::uint16_t old_port = server->listen(0);
@@ -349,6 +352,7 @@ TEST_F(TcpServerTest, DestroyedOnAnotherThreadShutsDownOnItsLoop) {
     c.close();
     next.stop();
   });
+  EXPECT_TRUE(reports.empty()) << "a handler was left on the loop: " << (reports.empty() ? "" : reports[0].first);
 }
 
 // A server may outlive its loop: destroying it then touches nothing of the loop.

@@ -22,6 +22,7 @@
 #include <fiberloop/fiberloop.hpp>
 
 #include "adapters/net/tcp_test_support.hpp"
+#include "loop_internals.hpp"  // runtime/src: LoopInternals::watches
 #include "support/helpers.hpp"
 #include "support/loop_test.hpp"
 
@@ -377,6 +378,7 @@ TEST_F(TcpStreamTest, DestroyedOnAnotherThreadLeavesItsFdNumberUsableOnTheLoop) 
     std::thread([doomed = std::move(pair.client)] {}).join();
     for (int i = 0; i < 2000 && ::fcntl(fd, F_GETFD) != -1; ++i) sleep_for(1ms);  // closed on the loop
     ASSERT_EQ(::fcntl(fd, F_GETFD), -1) << "the socket was never closed";
+    EXPECT_FALSE(detail::LoopInternals::watches(loop_, fd)) << "the loop kept the closed stream's handler";
     EXPECT_THROW(pair.server.read_exactly(1, 5s), StreamClosed);  // the peer saw the close
 
     // The next socket with that fd number works on the loop.
@@ -394,6 +396,28 @@ TEST_F(TcpStreamTest, DestroyedOnAnotherThreadLeavesItsFdNumberUsableOnTheLoop) 
     TcpStream peer(listener.accept(), loop_);
     loop_.call_later(10ms, [fd = peer.fd()] { ::send(fd, "x", 1, MSG_NOSIGNAL); });
     EXPECT_EQ(reused.read_exactly(1, 5s), "x");
+  });
+}
+
+// A stream a fiber uses but that never had to wait has no handler yet; closed on
+// another thread meanwhile, its close still goes to the loop: closing the fd there
+// and then would let the next accepted socket take its number while the fiber's
+// next send() still uses it (writing to a stranger). The other thread's close
+// returns with the socket still open; the loop closes it in its next iteration.
+TEST_F(TcpStreamTest, ClosedOnAnotherThreadBeforeItEverWaitedStillClosesOnTheLoop) {
+  run_in_fiber([&] {
+    int fds[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+    TcpStream stream(fds[0], loop_);
+    stream.write_all("hello", 5s);  // used by this fiber, never waited: no handler
+    ASSERT_FALSE(detail::LoopInternals::watches(loop_, fds[0]));
+    std::thread([&] { stream.close(); }).join();  // the loop cannot run meanwhile
+    EXPECT_NE(::fcntl(fds[0], F_GETFD), -1) << "closed on the other thread, under the loop's feet";
+    for (int i = 0; i < 2000 && ::fcntl(fds[0], F_GETFD) != -1; ++i) sleep_for(1ms);
+    EXPECT_EQ(::fcntl(fds[0], F_GETFD), -1) << "the loop never closed the socket";
+    EXPECT_FALSE(stream.is_open());
+    EXPECT_THROW(stream.write_all("more", 1s), StreamClosed);
+    ::close(fds[1]);
   });
 }
 

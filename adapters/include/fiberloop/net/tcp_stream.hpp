@@ -34,8 +34,9 @@ class TcpStream {
 
   // Thread: the stream's loop (a stream used off any loop: its one thread). From
   // another thread only close() and the destructor, which hand the closing to the
-  // loop when its fd is registered there (the socket then closes in the loop's next
-  // iteration). A stream may outlive its loop: closing it then only closes the socket.
+  // loop once a fiber of the loop has used the stream (the socket then closes in the
+  // loop's next iteration). A stream may outlive its loop: closing it then only
+  // closes the socket.
   TcpStream() noexcept;  // not open
   /// Adopts a connected socket (made non-blocking here); registers with `loop` lazily.
   explicit TcpStream(int fd, IOLoop& loop = IOLoop::current());

@@ -28,8 +28,9 @@ const std::shared_ptr<LoopAnchor>& loop_anchor(const IOLoop& loop) noexcept;
 /// True on the thread that owns `loop`. Thread: any.
 bool on_loop_thread(const IOLoop& loop) noexcept;
 
-/// The anchor's loop if it is alive and owned by the calling thread (which alone
-/// may destroy it, so it stays alive while the caller uses it), else null.
+/// The anchor's loop if it is alive (or being destroyed: its fibers are unwinding)
+/// and owned by the calling thread (which alone may destroy it, so it stays alive
+/// while the caller uses it), else null.
 IOLoop* alive_on_this_thread(LoopAnchor& anchor) noexcept;
 
 /// Off the thread of the anchor's live loop, queues `fn` there (add_callback) and
