@@ -71,13 +71,13 @@ void forbid_on_loop_thread(const char* what) {
 }
 
 bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what) {
-  forbid_in_done_callback(what);
   if (deadline == steady_time::max()) deadline.reset();  // a deadline that cannot come
   FiberRecord* self = FiberRecord::current();
   if (!self) {
     forbid_on_loop_thread(what);
-    return state.wait_blocking(deadline);
+    return state.wait_blocking(deadline);  // a plain thread blocks, done callback or not
   }
+  forbid_in_done_callback(what);
   if (!self->loop || LoopInternals::closing(*self->loop)) {
     if (!state.job_result()) throw_loop_closed();
     wait_out_job(*self, state);  // a job started by a fiber that caught LoopClosed, say
@@ -108,12 +108,12 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
 }
 
 void sleep_until(steady_time deadline) {
-  forbid_in_done_callback("sleep_for()");
   FiberRecord* self = waiting_fiber("sleep_for()");
   if (!self) {
     std::this_thread::sleep_until(deadline);
     return;
   }
+  forbid_in_done_callback("sleep_for()");
   IOLoop& loop = *self->loop;
   FiberWait wait;
   bool fired = false;
@@ -133,12 +133,12 @@ IOLoop* current_fiber_loop() noexcept {
 }
 
 IOLoop* run_blocking_loop() {
-  forbid_in_done_callback("run_blocking()");
   FiberRecord* self = FiberRecord::current();
   if (!self) {
     forbid_on_loop_thread("run_blocking()");
     return nullptr;
   }
+  forbid_in_done_callback("run_blocking()");
   // A closing loop's pool takes no more jobs: say why, as a wait would.
   if (!self->loop || LoopInternals::closing(*self->loop)) throw_loop_closed();
   return self->loop;

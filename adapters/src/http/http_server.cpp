@@ -67,7 +67,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   };
 
   Impl(Handler h, Options o, IOLoop& l)
-      : handler(std::move(h)), options(std::move(o)), loop(l), anchor(loop_anchor(l)) {}
+      : handler(std::move(h)), options(std::move(o)), anchor(loop_anchor(l)) {}
 
   void serve(TcpStream& stream);
   void close_idle() noexcept {
@@ -83,8 +83,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
   Handler handler;
   Options options;
-  IOLoop& loop;
-  std::shared_ptr<LoopAnchor> anchor;  // says whether `loop` is still alive
+  std::shared_ptr<LoopAnchor> anchor;  // the loop's, which may die first
   bool stopping = false;
   std::list<Connection> connections;
   std::unique_ptr<TcpServer> tcp;
@@ -179,7 +178,8 @@ HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::stri
     throw;
   } catch (...) {
     const std::string where = "the HTTP handler for " + request.method + " " + request.path;
-    report_unhandled(loop, std::current_exception(), where);
+    // Through the anchor: a fiber orphaned by ~IOLoop may get here after the loop.
+    if (IOLoop* alive = alive_on_this_thread(*anchor)) report_unhandled(*alive, std::current_exception(), where);
   }
   // The body names no detail of the failure: that went to the report.
   close = close || stopping;

@@ -148,8 +148,13 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
     }
   }
 
+  /// The loop on this thread while it exists (being destroyed included), else null:
+  /// a connection's fiber orphaned by ~IOLoop (blocked on a Boost.Fiber primitive)
+  /// may end long after its loop.
+  IOLoop* live_loop() const noexcept { return detail::alive_on_this_thread(*anchor); }
+
   void report_error(std::exception_ptr error) noexcept {
-    detail::report_unhandled(*loop, std::move(error), options.name + " server");
+    if (IOLoop* alive = live_loop()) detail::report_unhandled(*alive, std::move(error), options.name + " server");
   }
 
   void run_connection(int fd) {
@@ -173,13 +178,14 @@ struct TcpServer::State : std::enable_shared_from_this<State> {
     } catch (const StreamClosed&) {
       // The peer left or stop() closed the stream: the normal end of a connection.
     } catch (...) {
-      if (!detail::loop_closing(*loop))
-        detail::report_unhandled(*loop, std::current_exception(), options.name + " connection handler");
+      if (IOLoop* alive = live_loop(); alive && !detail::loop_closing(*alive))
+        detail::report_unhandled(*alive, std::current_exception(), options.name + " connection handler");
     }
   }
 
   void connection_ended() noexcept {
     --live;
+    if (!live_loop()) return;  // the loop took the listening handler and timers with it
     if (stopping) {
       if (live == 0) finish_stop();
       return;

@@ -10,10 +10,12 @@
 ///  - on a loop's thread outside any fiber (in a callback): throws BlockingCallError;
 ///  - on a thread with no running loop (an executor thread, a plain thread): blocks
 ///    that thread until the future is done;
-///  - inside a Future done callback (add_done_callback, add_future, with_timeout),
-///    wherever it runs: throws BlockingCallError. A done callback runs in the middle
-///    of completing its future, on whatever completes it; waiting there would suspend
-///    or block the completer. Spawn a fiber from the callback to wait instead.
+///  - inside a Future done callback (add_done_callback) that runs on a fiber — the
+///    fiber that completed the future: throws BlockingCallError. The callback runs in
+///    the middle of completing its future; suspending there would suspend the
+///    completer half-way (and a loop closing meanwhile could not unwind it). Spawn a
+///    fiber from the callback to wait instead. (On a loop's thread outside fibers the
+///    rule above already applies; on a plain thread the wait blocks that thread.)
 /// If the fiber's loop is destroyed while it waits, the wait throws LoopClosed — but
 /// a wait on the future of a ThreadPoolExecutor job (run_blocking's included) first
 /// lets the job finish, since it may use the fiber's stack (see ~IOLoop).

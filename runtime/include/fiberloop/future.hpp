@@ -88,10 +88,11 @@ class [[nodiscard]] Future {
   /// the others. Reading the error in `cb` (result(), exception()) counts as
   /// retrieving it.
   /// `cb` runs in the middle of completing the future, on whatever completes it (a
-  /// fiber, a loop callback, an executor thread), so it must not wait: fiberloop's
-  /// waits (wait_for_future on a future not done, sleep_for, run_blocking, a
-  /// TcpStream read...) throw BlockingCallError inside it, and it must not block on a
-  /// Boost.Fiber primitive either. To wait, spawn() a fiber from `cb`.
+  /// fiber, a loop callback, an executor thread), so it must not suspend: on a fiber
+  /// or a loop's thread, fiberloop's waits (wait_for_future on a future not done,
+  /// sleep_for, run_blocking, a TcpStream read...) throw BlockingCallError inside it,
+  /// and it must not block on a Boost.Fiber primitive either. (On a plain thread a
+  /// wait blocks that thread, as anywhere there.) To wait, spawn() a fiber from `cb`.
   void add_done_callback(std::function<void(const Future<T>&)> cb) const;
 
  private:

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include <boost/fiber/future.hpp>
+
 #include <fiberloop/fiberloop.hpp>
 
 #include "support/accept_fault.hpp"
@@ -370,6 +372,47 @@ TEST(TcpServerLoopTest, ServerDestroyedAfterItsLoopClosesItsSocketOnly) {
   server.reset();
   IOLoop other;
   EXPECT_THROW(other.run_sync([&] { (void)TcpStream::connect("127.0.0.1", port, 5s); }), std::system_error);
+}
+
+// A connection's fiber blocked on a Boost.Fiber primitive when its loop dies is
+// orphaned (see ~IOLoop) and may end long after: its error and its end reach nothing
+// of the dead loop. (Before: the handler's error was reported through the freed loop,
+// and the connection's end re-armed the accept handler on it: heap-use-after-free.)
+TEST(TcpServerLoopTest, AConnectionFiberOrphanedByItsLoopEndsWithoutTouchingIt) {
+  boost::fibers::promise<void> release;
+  boost::fibers::future<void> released = release.get_future();
+  bool handler_ended = false;
+  std::unique_ptr<TcpServer> server;
+  ::testing::internal::CaptureStderr();  // the orphan is reported
+  {
+    IOLoop loop;
+    server = std::make_unique<TcpServer>(
+        [&](TcpStream&) {
+          released.wait();  // a Boost.Fiber wait: ~IOLoop cannot unwind it
+          handler_ended = true;
+          throw std::runtime_error("the handler fails after its loop is gone");
+        },
+        TcpServer::Options{}, loop);
+    const std::uint16_t port = server->listen(0);
+    loop.run_sync([&] {
+      TcpStream c = TcpStream::connect("127.0.0.1", port, 5s);
+      for (int i = 0; i < 1000 && server->connections() == 0; ++i) sleep_for(1ms);
+      ASSERT_EQ(server->connections(), 1u);
+      c.close();
+    });
+  }
+  const std::string report = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(report.find("are blocked on a Boost.Fiber primitive"), std::string::npos) << report;
+  release.set_value();  // the orphan runs on, on this thread's next loop
+  {
+    IOLoop next;
+    next.run_sync([&] {
+      for (int i = 0; i < 1000 && !handler_ended; ++i) sleep_for(1ms);
+    });
+  }
+  EXPECT_TRUE(handler_ended);
+  EXPECT_EQ(server->connections(), 0u);
+  server.reset();
 }
 
 }  // namespace
