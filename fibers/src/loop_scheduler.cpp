@@ -445,7 +445,8 @@ void LoopFibers::close() noexcept {
         // Fibers wait for jobs that may use their stacks: sleep until one completes
         // (the job's thread wakes this one). Work handed to the loop meanwhile, such
         // as a job spawning a fiber, would never run: drop it, which fails what waits
-        // for it with LoopClosed (a job waiting for it ends instead of hanging us).
+        // for it (LoopClosed for a spawn, BrokenPromise for a promise the callback
+        // held), so a job waiting for it ends instead of hanging us.
         LoopInternals::drop_callbacks(loop_);
         scheduler_.sleep_until_woken(loop_);
       } else {

@@ -1564,5 +1564,20 @@ TEST_F(IOLoopTestInFiber, CallbacksAndTimersRunWhileFiberSleeps) {
   });
 }
 
+// The contract's own signatures stay callable as written there (nanoseconds, not
+// only any duration): a member pointer of that type, a braced zero delay, and
+// run_sync with a nanoseconds timeout; other durations saturate.
+TEST(IOLoopTest, ContractSignaturesOfCallLaterAndRunSyncStillWork) {
+  IOLoop loop;
+  TimeoutHandle (IOLoop::*call_later)(std::chrono::nanoseconds, std::function<void()>) = &IOLoop::call_later;
+  bool ran = false;
+  (loop.*call_later)(1ms, [&] { ran = true; });
+  loop.remove_timeout(loop.call_later({}, [] { ADD_FAILURE() << "removed"; }));
+  loop.call_later(std::chrono::hours::max(), [] { ADD_FAILURE() << "a delay too long for the clock came"; });
+  EXPECT_EQ(loop.run_sync([&] { sleep_for(5ms); return 3; }, std::chrono::nanoseconds(5s)), 3);
+  EXPECT_TRUE(ran);
+  EXPECT_EQ(loop.run_sync([] { return 4; }, std::chrono::hours::max()), 4);
+}
+
 }  // namespace
 }  // namespace fiberloop

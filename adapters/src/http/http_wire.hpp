@@ -157,7 +157,11 @@ class MessageParser final : public beast_http::basic_parser<IsRequest> {
  private:
   using string_view = boost::beast::string_view;
 
-  std::size_t trailer_limit() const noexcept { return header_limit_ > header_bytes_ ? header_limit_ - header_bytes_ : 0; }
+  // What the header section left of max_header_bytes, plus the CRLF that ends the
+  // trailer section: that empty line is framing, owed even when there are no trailers.
+  std::size_t trailer_limit() const noexcept {
+    return (header_limit_ > header_bytes_ ? header_limit_ - header_bytes_ : 0) + 2;
+  }
 
   void on_request_impl(beast_http::verb, string_view method, string_view target, int version,
                        error_code&) override {

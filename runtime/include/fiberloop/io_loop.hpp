@@ -130,7 +130,8 @@ class IOLoop {
   ///     waits, until the job has run (then its wait returns the job's result and the
   ///     fiber's next wait throws LoopClosed). A fiber's stack thus outlives every job
   ///     it waits on. Work handed to the loop meanwhile (a job spawning a fiber) is
-  ///     dropped, so a job waiting on the loop ends with LoopClosed instead of hanging;
+  ///     dropped, so a job waiting on the loop ends (LoopClosed for a spawn,
+  ///     BrokenPromise for a promise the callback held) instead of hanging;
   ///     a job that waits for something else that never comes hangs this destructor.
   ///  3. a fiber blocked on a Boost.Fiber primitive (mutex, condition_variable,
   ///     channel, barrier, Boost future) cannot be unwound: Boost's waits re-wait on a
@@ -169,6 +170,10 @@ class IOLoop {
   /// Runs `fn` after `delay`. Timeouts with equal deadlines run in the order added.
   /// A zero or negative delay runs `fn` in the next iteration; a delay too long for
   /// the clock (hours::max(), duration<double>(1e300)) never comes.
+  TimeoutHandle call_later(std::chrono::nanoseconds delay, std::function<void()> fn) {
+    return call_at(detail::deadline_after(delay), std::move(fn));
+  }
+  /// As above, for any duration: converted without overflow (hours::max() too).
   template <class Rep, class Period>
   TimeoutHandle call_later(std::chrono::duration<Rep, Period> delay, std::function<void()> fn) {
     return call_at(detail::deadline_after(delay), std::move(fn));
@@ -210,6 +215,9 @@ class IOLoop {
   /// As run_sync(fn), but throws TimeoutError if `fn` has not finished after
   /// `timeout`; the fiber stays suspended and may finish if the loop runs again. A
   /// timeout too long for the clock never comes.
+  template <class F>
+  auto run_sync(F&& fn, std::chrono::nanoseconds timeout) -> std::invoke_result_t<std::decay_t<F>&>;
+  /// As above, for any duration: converted without overflow.
   template <class F, class Rep, class Period>
   auto run_sync(F&& fn, std::chrono::duration<Rep, Period> timeout) -> std::invoke_result_t<std::decay_t<F>&>;
 

@@ -78,6 +78,12 @@ auto IOLoop::run_sync(F&& fn) -> std::invoke_result_t<std::decay_t<F>&> {
   return finish_run_sync_(spawn(std::forward<F>(fn)), std::nullopt);
 }
 
+template <class F>
+auto IOLoop::run_sync(F&& fn, std::chrono::nanoseconds timeout) -> std::invoke_result_t<std::decay_t<F>&> {
+  check_startable("run_sync");
+  return finish_run_sync_(spawn(std::forward<F>(fn)), timeout);
+}
+
 template <class F, class Rep, class Period>
 auto IOLoop::run_sync(F&& fn, std::chrono::duration<Rep, Period> timeout) -> std::invoke_result_t<std::decay_t<F>&> {
   check_startable("run_sync");
