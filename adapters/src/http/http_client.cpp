@@ -34,6 +34,15 @@ struct Url {
   throw Error("HttpClient: bad URL \"" + std::string(url.substr(0, 200)) + "\": " + why);
 }
 
+/// The target goes on the request line as it is: no byte may end or split that line.
+void check_target(std::string_view url, std::string_view target) {
+  for (const char c : target) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte <= ' ' || byte >= 0x7f)
+      bad_url(url, "spaces, control characters or 8-bit bytes in the path; percent-encode them");
+  }
+}
+
 Url parse_url(std::string_view url) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) bad_url(url, "no scheme; write it as http://host[:port]/path");
@@ -66,8 +75,7 @@ Url parse_url(std::string_view url) {
     host = host.substr(0, colon);
   }
   if (host.empty()) bad_url(url, "no host");
-  for (char c : out.target)
-    if (c <= ' ' || c == 0x7f) bad_url(url, "spaces or control characters in the path; percent-encode them");
+  check_target(url, out.target);
   if (!port.empty()) {
     unsigned value = 0;
     for (char c : port) {
@@ -86,12 +94,14 @@ Url parse_url(std::string_view url) {
 Url resolve(const Url& base, const std::string& location) {
   if (location.find("://") != std::string::npos) return parse_url(location);
   if (location.starts_with("//")) return parse_url("http:" + location);
+  const std::string_view reference = std::string_view(location).substr(0, location.find('#'));  // never sent
+  check_target(location, reference);
   Url out = base;
-  if (location.starts_with("/")) {
-    out.target = location;
+  if (reference.starts_with('/')) {
+    out.target = reference;
   } else {
     const std::string path = base.target.substr(0, base.target.find('?'));
-    out.target = path.substr(0, path.rfind('/') + 1) + location;
+    out.target = path.substr(0, path.rfind('/') + 1).append(reference);
   }
   return out;
 }

@@ -100,7 +100,10 @@ TEST_F(HttpClientTest, RedirectsAreOffByDefaultAndFollowedOnRequest) {
         response.headers.add("Location", "/middle?q=1");
       } else if (request.path == "/middle") {
         response.status = 303;
-        response.headers.add("Location", "end");  // relative to /middle
+        response.headers.add("Location", "end#top");  // relative to /middle; the fragment stays here
+      } else if (request.path == "/spaced") {
+        response.status = 302;
+        response.headers.add("Location", "/a b HTTP/1.0");  // legal in a field, not on a request line
       } else if (request.path == "/loop") {
         response.status = 307;
         response.headers.add("Location", "/loop");
@@ -127,6 +130,12 @@ TEST_F(HttpClientTest, RedirectsAreOffByDefaultAndFollowedOnRequest) {
       ADD_FAILURE() << "a redirect loop did not fail";
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("more than 3 redirects"), std::string::npos) << e.what();
+    }
+    try {
+      wait_for_future(client.fetch(url_of(port, "/spaced"), follow));
+      ADD_FAILURE() << "a Location with spaces was followed";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("percent-encode"), std::string::npos) << e.what();
     }
     server.stop();
   });
