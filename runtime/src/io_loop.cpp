@@ -258,6 +258,10 @@ bool detail::LoopInternals::watches(const IOLoop& loop, int fd) noexcept {
          loop.handlers_[static_cast<std::size_t>(fd)].active;
 }
 
+std::size_t detail::LoopInternals::live_timers(const IOLoop& loop) noexcept {
+  return loop.timer_slots_.size() - loop.free_timer_slots_.size();
+}
+
 bool detail::LoopInternals::hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn) {
   std::lock_guard lock(anchor.lock);  // the loop cannot be destroyed meanwhile
   IOLoop* loop = anchor.loop;

@@ -47,6 +47,8 @@ struct LoopInternals {
   static bool hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn);
   /// Whether `fd` has a handler on `loop` (for tests: a stream that closed left none).
   static bool watches(const IOLoop& loop, int fd) noexcept;
+  /// Timeouts added and not yet run or removed (for tests: nobody leaves timers behind).
+  static std::size_t live_timers(const IOLoop& loop) noexcept;
   /// Whether callbacks wait to run (Thread: any).
   static bool has_callbacks(const IOLoop& loop) noexcept {
     return loop.has_callbacks_.load(std::memory_order_seq_cst);
