@@ -1,11 +1,12 @@
 #pragma once
 /// @file
 /// The whole core API of fiberloop: futures, the IOLoop and its fibers, waiting
-/// from synchronous code, executors, stack contexts, and the network adapters.
+/// from synchronous code, executors, stack contexts, and the adapters (network, memcached).
 
 #include <fiberloop/errors.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/io_loop.hpp>
+#include <fiberloop/memcache.hpp>
 #include <fiberloop/net.hpp>
 #include <fiberloop/run_blocking.hpp>
 #include <fiberloop/stack_context.hpp>
