@@ -9,6 +9,9 @@
 #   bash bench/run.sh                  ~2 minutes: 3 variants x 4 points x 10 s
 #   bash bench/run.sh --duration 30    longer points
 #   bash bench/run.sh --delay-ms 50    slower backend
+#   bash bench/run.sh --cache          the same with cache-aside: two memcached servers (on
+#                                      CPU 1 with wrk and the backend), every variant
+#                                      with --cache; output in bench/results/cache
 #   bash bench/run.sh --unpinned       no taskset (by default the server under test gets
 #                                      CPU 0, wrk and the backend share CPU 1)
 #   bash bench/run.sh --smoke          1 s points at 10 and 100 connections into a temp
@@ -35,7 +38,7 @@ done
 
 if [[ -z $bin_dir ]]; then
   packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libboost-fiber1.81-dev libboost-context1.81-dev
-            libjemalloc-dev libbenchmark-dev wrk gnuplot-nox python3)
+            libjemalloc-dev libbenchmark-dev libmemcached-dev libssl-dev memcached wrk gnuplot-nox python3)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then

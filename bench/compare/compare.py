@@ -18,6 +18,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -226,11 +227,56 @@ class Setup:
         self.load_pin = ["taskset", "-c", "1"] if pinned else []
         self.backend = None
         self.backend_port = None
+        self.memcached = []  # --cache: [(process, port)]
 
     def placement(self):
+        cache = " and the two memcached" if self.args.cache else ""
         if self.pinned:
-            return "server pinned to CPU 0, wrk and backend to CPU 1"
+            return f"server pinned to CPU 0, wrk, backend{cache} to CPU 1"
         return "unpinned (every process may use every CPU)"
+
+    def start_memcached(self):
+        """--cache: two memcached servers, on the CPU of wrk and the backend (the server
+        under test keeps CPU 0 to itself). Returns None or a failure reason."""
+        binary = shutil.which("memcached")
+        if binary is None:
+            return "no memcached on PATH (bench/run.sh installs Debian's memcached)"
+        for i in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            user = ["-u", "root"] if os.geteuid() == 0 else []
+            proc = _start([*self.load_pin, binary, *user, "-l", "127.0.0.1", "-p", str(port), "-U", "0",
+                           "-t", "1", "-m", "64", "-c", "4096"], self.logs / f"memcached-{i}.log")
+            self.memcached.append((proc, port))
+            if not self._memcached_command(port, b"version\r\n", b"VERSION", wait_s=5):
+                return f"memcached on port {port} did not start (see {self.logs / f'memcached-{i}.log'})"
+        return None
+
+    def cache_servers(self):
+        return ",".join(f"127.0.0.1:{port}" for _, port in self.memcached)
+
+    def flush_cache(self):
+        """Every point starts with an empty cache. Returns None or a failure reason."""
+        for proc, port in self.memcached:
+            if proc.poll() is not None or not self._memcached_command(port, b"flush_all\r\n", b"OK"):
+                return f"memcached-{port}-down"
+        return None
+
+    @staticmethod
+    def _memcached_command(port, line, want, wait_s=0.0):
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+                    sock.sendall(line)
+                    if sock.recv(256).startswith(want):
+                        return True
+            except OSError:
+                pass
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
     def ensure_backend(self):
         """Starts the backend (again, if it died). Returns None or a failure reason."""
@@ -276,10 +322,18 @@ def run_point(setup, variant, conc, progress):
         row["status"] = "failed:" + reason
         return row, None
 
+    cache = []
+    if args.cache:
+        reason = setup.flush_cache()
+        if reason:
+            row["status"] = "failed:" + reason
+            return row, None
+        cache = ["--cache", setup.cache_servers()]
+
     tag = f"{variant}-c{conc}"
     stdout_path, err_path = setup.logs / f"{tag}.out", setup.logs / f"{tag}.err"
     server = _start([*setup.server_pin, str(binary), "--port", "0", "--backend",
-                     f"127.0.0.1:{setup.backend_port}"], err_path, stdout_path)
+                     f"127.0.0.1:{setup.backend_port}", *cache], err_path, stdout_path)
     try:
         port, reason = wait_listening(server, stdout_path, args.startup_timeout)
         if port is None:
@@ -559,6 +613,9 @@ def parse_args(argv):
     ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, default all three")
     ap.add_argument("--delay-ms", type=int, default=10, help="backend delay per request (default 10)")
     ap.add_argument("--unpinned", action="store_true", help="no taskset: the server may use every CPU")
+    ap.add_argument("--cache", action="store_true",
+                    help="two memcached servers (on CPU 1 with wrk and the backend), every server with "
+                         "--cache, flushed before each point; output in bench/results/cache")
     ap.add_argument("--smoke", action="store_true",
                     help="1 s per point at 10 and 100 connections into a temp dir, then check the CSV")
     ap.add_argument("--wrk-threads", type=int, default=1, help="wrk -t (default 1)")
@@ -604,7 +661,7 @@ def main(argv):
             args.out = Path(tempfile.mkdtemp(prefix="fiberloop-bench-smoke-"))
             made_temp = True
         else:
-            args.out = repo / "bench" / "results"
+            args.out = repo / "bench" / "results" / ("cache" if args.cache else "")
     out_dir = args.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     if not shutil.which("wrk"):
@@ -613,10 +670,17 @@ def main(argv):
 
     fd_limit = raise_fd_limit(args.concurrencies)
     setup = Setup(args, args.bin_dir.resolve(), out_dir)
+    if args.cache:
+        reason = setup.start_memcached()
+        if reason:
+            stop_all()
+            log(f"error: --cache: {reason}")
+            return 2
     points = [(v, c) for v in args.variants for c in args.concurrencies]
     log(f"== {len(args.variants)} variants x {len(args.concurrencies)} concurrencies "
         f"({', '.join(map(str, args.concurrencies))}), {args.duration} s each "
-        f"(~{len(points) * args.duration} s of wrk), backend delay {args.delay_ms} ms")
+        f"(~{len(points) * args.duration} s of wrk), backend delay {args.delay_ms} ms"
+        + (f", cache-aside on memcached {setup.cache_servers()}" if args.cache else ""))
     log(f"== {setup.placement()}; wrk -t{args.wrk_threads} --timeout {args.wrk_timeout}s; "
         f"open files {fd_limit}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
         f"(other work on the machine skews every number)")
@@ -657,7 +721,8 @@ def main(argv):
     check_targets(rows, args.concurrencies)
     pngs = make_plots(out_dir, rows, args.variants,
                       f"{'server on CPU 0, wrk + backend on CPU 1' if setup.pinned else 'unpinned'}, "
-                      f"{args.duration} s per point, backend {args.delay_ms} ms")
+                      f"{args.duration} s per point, backend {args.delay_ms} ms"
+                      + (", 2 memcached (cache-aside)" if args.cache else ""))
     log(f"\n== wrote {csv_path}" + "".join(f"\n   {p}" for p in pngs))
 
     if args.smoke:

@@ -8,6 +8,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "../support/cli.hpp"
 
 namespace legacy {
 
@@ -19,6 +22,18 @@ struct BackendConfig {
   /// Most connections to the backend (so requests in flight); more callers wait
   /// for one, within `timeout`. 512 carry 50 000 requests/s at 10 ms each.
   std::size_t max_connections = 512;
+
+  /// memcached servers for cache-aside in front of the backend (--cache); empty: no
+  /// cache, do_stuff() asks the backend every time. Both bottoms place keys with
+  /// weighted ketama (libmemcached's MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED), all weights
+  /// 1, so the threaded programs and the fiber one share the same servers' entries.
+  std::vector<HostPort> cache;
+  /// How long a cached answer lives: stock levels may change, so briefly.
+  std::chrono::seconds cache_ttl{5};
+  /// Limit of every cache wait (connect, get, set; the blocking bottom's wait for a
+  /// pooled cache connection too). Past it, or with a server down, the request goes
+  /// to the backend: the cache never fails a request.
+  std::chrono::milliseconds cache_timeout{100};
 };
 
 /// Where do_stuff() goes. Call once before the first request. Blocking bottom: any

@@ -7,6 +7,11 @@
 // Why a pool and not a connection per thread: at 10 000 connections a thread each
 // would need 10 000 backend sockets on top of the 10 000 clients', past the
 // descriptor limit (20 000 here); the fiberloop bottom has the same cap.
+//
+// With --cache, cache-aside in front of it through libmemcached, as a legacy server
+// would have it: one memcached_st configured once (weighted ketama, timeouts, dead
+// servers), cloned into a libmemcachedutil pool, since a memcached_st is not
+// thread-safe; a thread borrows one for each get or set.
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -25,10 +30,13 @@
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
+#include <libmemcached/memcached.h>
+#include <libmemcached/util.h>
 
 #include "../middle/backend.hpp"
 #include "../support/fd_stream.hpp"
 #include "backend_client.hpp"
+#include "cache_entry.hpp"
 
 namespace legacy {
 namespace http = boost::beast::http;
@@ -146,27 +154,7 @@ int connect_with_timeout() {
   return fd;
 }
 
-}  // namespace
-
-void backend_start(const BackendConfig& config) {
-  g_config = config;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(config.port);
-  if (const int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found); rc != 0)
-    throw BackendError("cannot resolve backend host " + config.host + ": " + ::gai_strerror(rc));
-  std::memcpy(&g_address, found->ai_addr, found->ai_addrlen);
-  g_address_len = found->ai_addrlen;
-  ::freeaddrinfo(found);
-  g_host_header = config.host + ":" + port;
-  g_pool.reserve(config.max_connections);
-}
-
-void backend_stop() noexcept {}
-
-BackendReply do_stuff(const std::string& target) {
+BackendReply ask_backend(const std::string& target) {
   const Lease lease(std::chrono::steady_clock::now() + g_config.timeout);
   Connection& c = *lease;
   for (int attempt = 0;; ++attempt) {
@@ -194,5 +182,135 @@ BackendReply do_stuff(const std::string& target) {
     return {static_cast<int>(response.result_int()), std::move(response.body())};
   }
 }
+
+// The memcached servers through libmemcached. Thread: any (each call borrows its own
+// memcached_st from the pool).
+class Cache {
+ public:
+  explicit Cache(const BackendConfig& config)
+      : ttl_(config.cache_ttl), fetch_wait_(timespec_of(config.cache_timeout)), master_(memcached_create(nullptr)) {
+    if (master_ == nullptr) throw BackendError("memcached_create: out of memory");
+    const auto ms = static_cast<std::uint64_t>(config.cache_timeout.count());
+    // Placement as MemcacheClient's (weighted ketama, weights 1); failures as its
+    // defaults: 2 in a row mark a server dead for 2 s, its keys then miss at once.
+    // Not REMOVE_FAILED_SERVERS: ejecting a server would move keys the fiber program
+    // still looks for on it.
+    const std::pair<memcached_behavior_t, std::uint64_t> behaviors[] = {
+        {MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1}, {MEMCACHED_BEHAVIOR_NO_BLOCK, 1},
+        {MEMCACHED_BEHAVIOR_TCP_NODELAY, 1},     {MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, ms},
+        {MEMCACHED_BEHAVIOR_POLL_TIMEOUT, ms},   {MEMCACHED_BEHAVIOR_SERVER_FAILURE_LIMIT, 2},
+        {MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 2}};
+    for (const auto& [behavior, value] : behaviors)
+      if (const memcached_return_t rc = memcached_behavior_set(master_.get(), behavior, value); rc != MEMCACHED_SUCCESS)
+        fail("memcached_behavior_set", rc);
+    for (const HostPort& server : config.cache)
+      if (const memcached_return_t rc =
+              memcached_server_add_with_weight(master_.get(), server.host.c_str(), server.port, 1);
+          rc != MEMCACHED_SUCCESS)
+        fail("cache server " + server.host + ":" + std::to_string(server.port), rc);
+    // As many handles as backend connections: each thread that may wait on the backend
+    // may use the cache at the same time.
+    pool_.reset(memcached_pool_create(master_.get(), 1, static_cast<std::uint32_t>(config.max_connections)));
+    if (pool_ == nullptr) fail("memcached_pool_create", MEMCACHED_MEMORY_ALLOCATION_FAILURE);
+  }
+
+  std::optional<BackendReply> get(const std::string& key) {
+    const Handle memc(*this);
+    if (!memc) return std::nullopt;
+    std::size_t length = 0;
+    std::uint32_t flags = 0;
+    memcached_return_t rc;
+    char* value = memcached_get(memc.get(), key.data(), key.size(), &length, &flags, &rc);
+    const std::unique_ptr<char, decltype(&std::free)> owned(value, &std::free);
+    if (rc == MEMCACHED_NOTFOUND) return std::nullopt;
+    if (rc != MEMCACHED_SUCCESS) {
+      note_cache_failure("get " + key + ": " + memcached_last_error_message(memc.get()));
+      return std::nullopt;
+    }
+    return cached_reply(std::string(value != nullptr ? value : "", length), flags);
+  }
+
+  void set(const std::string& key, const BackendReply& reply) {
+    const Handle memc(*this);
+    if (!memc) return;
+    const memcached_return_t rc = memcached_set(memc.get(), key.data(), key.size(), reply.body.data(),
+                                                reply.body.size(), static_cast<time_t>(ttl_.count()),
+                                                cache_flags(reply));
+    if (rc != MEMCACHED_SUCCESS) note_cache_failure("set " + key + ": " + memcached_last_error_message(memc.get()));
+  }
+
+ private:
+  // A memcached_st borrowed from the pool for one call; null (and noted) when none is
+  // free within cache_timeout.
+  class Handle {
+   public:
+    explicit Handle(Cache& cache) : cache_(cache) {
+      timespec wait = cache_.fetch_wait_;
+      memcached_return_t rc;
+      memc_ = memcached_pool_fetch(cache_.pool_.get(), &wait, &rc);
+      if (memc_ == nullptr) {
+        note_cache_failure(std::string("no cache connection free: ") + memcached_strerror(nullptr, rc));
+        return;
+      }
+      // memcached_clone(), which the pool makes its handles with, drops
+      // KETAMA_WEIGHTED (libmemcached 1.1.4): a clone places keys by unweighted ketama,
+      // ~45 % of them on another server than the master and MemcacheClient.
+      if (memcached_behavior_get(memc_, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED) == 0)
+        memcached_behavior_set(memc_, MEMCACHED_BEHAVIOR_KETAMA_WEIGHTED, 1);
+    }
+    ~Handle() {
+      if (memc_ != nullptr) memcached_pool_release(cache_.pool_.get(), memc_);
+    }
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+    explicit operator bool() const noexcept { return memc_ != nullptr; }
+    memcached_st* get() const noexcept { return memc_; }
+
+   private:
+    Cache& cache_;
+    memcached_st* memc_ = nullptr;
+  };
+
+  static timespec timespec_of(std::chrono::milliseconds d) {
+    return {static_cast<time_t>(d.count() / 1000), static_cast<long>(d.count() % 1000 * 1'000'000)};
+  }
+  [[noreturn]] void fail(const std::string& what, memcached_return_t rc) {
+    throw BackendError(what + ": " + memcached_strerror(master_.get(), rc));
+  }
+  struct Free {
+    void operator()(memcached_st* memc) const noexcept { memcached_free(memc); }
+    // Frees the clones and gives the master back (freed by its own unique_ptr after).
+    void operator()(memcached_pool_st* pool) const noexcept { memcached_pool_destroy(pool); }
+  };
+
+  std::chrono::seconds ttl_;
+  timespec fetch_wait_;
+  std::unique_ptr<memcached_st, Free> master_;
+  std::unique_ptr<memcached_pool_st, Free> pool_;  // after master_: destroyed before it
+};
+std::unique_ptr<Cache> g_cache;  // set before the serving threads start, reset after they end
+
+}  // namespace
+
+void backend_start(const BackendConfig& config) {
+  g_config = config;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(config.port);
+  if (const int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+    throw BackendError("cannot resolve backend host " + config.host + ": " + ::gai_strerror(rc));
+  std::memcpy(&g_address, found->ai_addr, found->ai_addrlen);
+  g_address_len = found->ai_addrlen;
+  ::freeaddrinfo(found);
+  g_host_header = config.host + ":" + port;
+  g_pool.reserve(config.max_connections);
+  if (!config.cache.empty()) g_cache = std::make_unique<Cache>(config);
+}
+
+void backend_stop() noexcept { g_cache.reset(); }
+
+BackendReply do_stuff(const std::string& target) { return cache_aside(g_cache.get(), target, ask_backend); }
 
 }  // namespace legacy

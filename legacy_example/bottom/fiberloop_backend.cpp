@@ -2,13 +2,19 @@
 // wait_for_future() on an HttpClient fetch, so only the calling fiber is suspended
 // and the loop serves the other requests meanwhile. One HttpClient (a pool of
 // kept-alive connections) for the loop; at most max_connections fetches in flight.
+//
+// With --cache, cache-aside in front of it through one fiberloop::MemcacheClient on
+// the loop: its few pipelined connections carry every fiber's gets and sets.
 #include <deque>
 #include <memory>
+#include <optional>
 
 #include <fiberloop/fiberloop.hpp>
+#include <fiberloop/memcache.hpp>
 
 #include "../middle/backend.hpp"
 #include "backend_client.hpp"
+#include "cache_entry.hpp"
 
 namespace legacy {
 namespace {
@@ -33,6 +39,53 @@ struct State {
   std::deque<fiberloop::Promise<void>*> waiting;
 };
 std::unique_ptr<State> g_state;  // the loop thread's (every call below runs on it)
+
+// The memcached servers through MemcacheClient. Fiber: the loop's fibers.
+class Cache {
+ public:
+  explicit Cache(const BackendConfig& config) : ttl_(config.cache_ttl), client_(servers(config), options(config)) {}
+
+  std::optional<BackendReply> get(const std::string& key) {
+    try {
+      std::optional<fiberloop::MemcacheItem> item = client_.get(key);
+      if (!item) return std::nullopt;
+      return cached_reply(std::move(item->value), item->flags);
+    } catch (const fiberloop::Error& e) {  // TimeoutError, MemcacheServerDown, MemcacheError, StreamClosed
+      note_cache_failure("get " + key + ": " + e.what());
+    } catch (const std::system_error& e) {  // refused, reset
+      note_cache_failure("get " + key + ": " + e.what());
+    }
+    return std::nullopt;
+  }
+
+  void set(const std::string& key, const BackendReply& reply) {
+    try {
+      client_.set(key, reply.body, cache_flags(reply), ttl_);
+    } catch (const fiberloop::Error& e) {
+      note_cache_failure("set " + key + ": " + e.what());
+    } catch (const std::system_error& e) {
+      note_cache_failure("set " + key + ": " + e.what());
+    }
+  }
+
+ private:
+  static std::vector<fiberloop::MemcacheServer> servers(const BackendConfig& config) {
+    std::vector<fiberloop::MemcacheServer> out;
+    for (const HostPort& server : config.cache) out.push_back({server.host, server.port, 1});
+    return out;
+  }
+  static fiberloop::MemcacheOptions options(const BackendConfig& config) {
+    // Dead servers as the blocking bottom's libmemcached: 2 failures, 2 s, no failover.
+    fiberloop::MemcacheOptions options;
+    options.connect_timeout = config.cache_timeout;
+    options.request_timeout = config.cache_timeout;
+    return options;
+  }
+
+  std::chrono::seconds ttl_;
+  fiberloop::MemcacheClient client_;
+};
+std::unique_ptr<Cache> g_cache;  // the loop thread's, like g_state
 
 class Turn {
  public:
@@ -70,11 +123,19 @@ class Turn {
 
 }  // namespace
 
-void backend_start(const BackendConfig& config) { g_state = std::make_unique<State>(config); }
+void backend_start(const BackendConfig& config) {
+  g_state = std::make_unique<State>(config);
+  if (!config.cache.empty()) g_cache = std::make_unique<Cache>(config);
+}
 
-void backend_stop() noexcept { g_state.reset(); }
+void backend_stop() noexcept {
+  g_cache.reset();
+  g_state.reset();
+}
 
-BackendReply do_stuff(const std::string& target) {
+namespace {
+
+BackendReply ask_backend(const std::string& target) {
   State& s = *g_state;
   const auto deadline = std::chrono::steady_clock::now() + s.config.timeout;
   try {
@@ -93,5 +154,9 @@ BackendReply do_stuff(const std::string& target) {
     throw BackendError("backend " + s.base_url + ": " + e.what());
   }
 }
+
+}  // namespace
+
+BackendReply do_stuff(const std::string& target) { return cache_aside(g_cache.get(), target, ask_backend); }
 
 }  // namespace legacy

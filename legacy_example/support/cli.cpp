@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 namespace legacy {
 namespace {
@@ -25,6 +26,14 @@ bool parse_int(std::string_view text, long min, long max, long& out) {
     return false;
   out = value;
   return true;
+}
+
+std::optional<HostPort> parse_host_port(std::string_view text) {
+  const auto colon = text.rfind(':');
+  long port = 0;
+  if (colon == std::string_view::npos || colon == 0 || !parse_int(text.substr(colon + 1), 1, 65535, port))
+    return std::nullopt;
+  return HostPort{std::string(text.substr(0, colon)), static_cast<std::uint16_t>(port)};
 }
 
 }  // namespace
@@ -64,12 +73,21 @@ Flags parse_flags(int argc, char** argv, std::initializer_list<std::string_view>
       if (!parse_int(value, 0, 65535, number)) usage_error(program, bad + " (0-65535)", usage);
       flags.port = static_cast<std::uint16_t>(number);
     } else if (name == "backend") {
-      const auto colon = value.rfind(':');
-      if (colon == std::string_view::npos || colon == 0 || !parse_int(value.substr(colon + 1), 1, 65535, number))
-        usage_error(program, bad + " (HOST:PORT)", usage);
-      flags.backend_host = value.substr(0, colon);
-      flags.backend_port = static_cast<std::uint16_t>(number);
+      const auto backend = parse_host_port(value);
+      if (!backend) usage_error(program, bad + " (HOST:PORT)", usage);
+      flags.backend_host = backend->host;
+      flags.backend_port = backend->port;
       have_backend = true;
+    } else if (name == "cache") {
+      flags.cache.clear();
+      for (std::string_view rest = value;;) {
+        const auto comma = rest.find(',');
+        const auto server = parse_host_port(rest.substr(0, comma));
+        if (!server) usage_error(program, bad + " (HOST:PORT[,HOST:PORT...])", usage);
+        flags.cache.push_back(*server);
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+      }
     } else if (name == "threads") {
       if (!parse_int(value, 1, 100000, number)) usage_error(program, bad + " (1-100000)", usage);
       flags.threads = static_cast<int>(number);

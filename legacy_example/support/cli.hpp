@@ -7,8 +7,15 @@
 #include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace legacy {
+
+/// A server's address, as --backend and --cache take it.
+struct HostPort {
+  std::string host;
+  std::uint16_t port = 0;
+};
 
 /// The programs' flags (README, "The main job"); each program accepts a subset.
 struct Flags {
@@ -16,12 +23,13 @@ struct Flags {
   std::uint16_t port = 0;          ///< --port: 0 picks a free port
   std::string backend_host;        ///< --backend HOST:PORT
   std::uint16_t backend_port = 0;
+  std::vector<HostPort> cache;     ///< --cache HOST:PORT[,HOST:PORT...]: memcached servers; empty: no cache
   int threads = 200;               ///< --threads (the pool)
   int delay_ms = 10;               ///< --delay-ms (the backend)
 };
 
 /// Parses `--name VALUE` and `--name=VALUE` for the names in `allowed` ("host", "port",
-/// "backend", "threads", "delay-ms"). A bad, unknown or missing flag (--backend is
+/// "backend", "cache", "threads", "delay-ms"). A bad, unknown or missing flag (--backend is
 /// required when allowed) prints the problem and `usage` to stderr and exits 1;
 /// --help prints usage and exits 0.
 Flags parse_flags(int argc, char** argv, std::initializer_list<std::string_view> allowed, std::string_view usage);

@@ -12,16 +12,28 @@
       byte-identical 200s (HTTP/1.1 keep-alive, HTTP/1.0 keep-alive, Connection: close),
       404/400 for bad requests, 502 when the backend is down, refuses bad flags with
       exit 1, and exits 0 on SIGTERM with a connection open.
+
+  check_example.py cache --bin-dir DIR
+      --cache: two real memcached servers (started here on free ports; the test fails
+      saying why when memcached cannot run). A key written by one variant is read by
+      the other: legacy_threads (libmemcached) fills the cache, then legacy_fibers
+      (MemcacheClient), whose backend is a port where nothing listens, answers every
+      order byte-identically from cache hits alone; and the reverse, fibers filling,
+      threads and pool reading. Both servers hold keys and count the hits. A cache
+      down (refused) or silent (never answers) costs nothing but time: the backend
+      answers. A bad --cache is refused with exit 1.
 """
 import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 VARIANTS = ["legacy_threads", "legacy_pool", "legacy_fibers"]
@@ -251,6 +263,157 @@ def run_serve(args):
         check(backend.terminate() == 0, "legacy_backend: no clean exit on SIGTERM")
 
 
+# ---- cache --------------------------------------------------------------------------
+
+# Orders whose inventory targets differ (the cart's skus follow the customer and the
+# item count): enough keys that both servers get some, so a placement the two bottoms
+# disagree on leaves some order without its cached answer.
+CACHED_ORDERS = [f"/order?customer={c}&items={1 + c % 5}" for c in range(1, 41)]
+
+
+class Memcached:
+    """A real memcached on a free loopback port, as tests/support/memcached_server.hpp starts it."""
+
+    def __init__(self):
+        binary = shutil.which("memcached") or "/usr/bin/memcached"
+        if not os.access(binary, os.X_OK):
+            raise RuntimeError("memcached is not installed: install Debian's memcached (apt-get install memcached)")
+        self.port = free_port()
+        argv = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-t", "1", "-m", "64"]
+        if os.geteuid() == 0:
+            argv[1:1] = ["-u", "root"]  # memcached refuses to run as root without it
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                if self.command(b"version\r\n").startswith(b"VERSION "):
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"memcached on port {self.port} exited with {self.proc.returncode}: "
+                                   f"{self.proc.stderr.read()[:300]!r}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"memcached on port {self.port} did not answer 'version' within 5 s")
+            time.sleep(0.02)
+
+    def command(self, line, until=b"\r\n"):
+        """Sends one command; returns the reply up to and including `until`."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(line)
+            reply = b""
+            while not reply.endswith(until):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError(f"memcached closed after {reply[:100]!r}")
+                reply += chunk
+            return reply
+
+    def stats(self):
+        reply = self.command(b"stats\r\n", until=b"END\r\n").decode()
+        return {m.group(1): int(m.group(2)) for m in re.finditer(r"STAT (\w+) (\d+)\r\n", reply)}
+
+    def keys(self):
+        """The keys it holds (memcached's lru_crawler metadump)."""
+        reply = self.command(b"lru_crawler metadump all\r\n", until=b"END\r\n").decode()
+        return {urllib.parse.unquote(k) for k in re.findall(r"^key=(\S+)", reply, re.M)}  # it %-encodes them
+
+    def flush(self):
+        check(self.command(b"flush_all\r\n") == b"OK\r\n", f"memcached {self.port}: flush_all failed")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc.stderr.close()
+
+
+def orders_answered(variant, binary, backend_port, cache, orders):
+    """{order: raw response} from `variant` with --cache `cache`; exits 0 on SIGTERM."""
+    server = Server([str(binary), "--port", "0", "--backend", f"127.0.0.1:{backend_port}", "--cache", cache],
+                    variant)
+    try:
+        return dict(zip(orders, exchange(server.port, [get(o) for o in orders])))
+    finally:
+        check(server.terminate() == 0, f"{variant} --cache {cache}: no clean exit on SIGTERM")
+
+
+def check_cross_variant(writer, readers, bin_dir, backend_port, servers):
+    """`writer` fills the cache from the backend; each reader, with no backend, must
+    answer every order byte-identically from the cache alone."""
+    cache = ",".join(f"127.0.0.1:{m.port}" for m in servers)
+    for m in servers:
+        m.flush()
+    filled = orders_answered(writer, bin_dir / writer, backend_port, cache, CACHED_ORDERS)
+    for order, response in filled.items():
+        check(status_of(response) == 200, f"{writer} --cache: {order} -> {response[:80]!r}, want 200")
+    keys = [m.keys() for m in servers]
+    check(sum(map(len, keys)) >= len(CACHED_ORDERS) // 2,
+          f"{writer} cached {sum(map(len, keys))} answers for {len(CACHED_ORDERS)} orders: {keys}")
+    check(all(keys), f"{writer}: a cache server got no key (keys per server: {[len(k) for k in keys]}); "
+                     "the test needs both to see the placement agree")
+    for k in set().union(*keys):
+        check(k.startswith("legacy:/inventory?sku="), f"{writer} cached an unexpected key {k!r}")
+
+    down = free_port()  # the reader's backend: only a cache hit can answer
+    for reader in readers:
+        hits_before = [m.stats()["get_hits"] for m in servers]
+        read = orders_answered(reader, bin_dir / reader, down, cache, CACHED_ORDERS)
+        hits = [m.stats()["get_hits"] - before for m, before in zip(servers, hits_before)]
+        for order in CACHED_ORDERS:
+            check(read.get(order) == filled[order],
+                  f"{reader} did not answer {order} from what {writer} cached (its backend is down): "
+                  f"{read.get(order, b'')[:120]!r}")
+        check(all(hits), f"{reader}: cache hits per server {hits}, want hits on both")
+
+
+def check_cache_failures(bin_dir, backend_port):
+    """A cache that refuses or never answers: the backend answers, within a bounded time."""
+    silent = socket.socket()  # listens, never accepts: connects succeed, replies never come
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        caches = (("refused", f"127.0.0.1:{free_port()}"), ("silent", f"127.0.0.1:{silent.getsockname()[1]}"))
+        for name, cache in caches:
+            for variant in VARIANTS:
+                started = time.monotonic()
+                answers = orders_answered(variant, bin_dir / variant, backend_port, cache, CACHED_ORDERS[:5])
+                took = time.monotonic() - started
+                for order, response in answers.items():
+                    check(status_of(response) == 200, f"{variant}, cache {name}: {order} -> {response[:80]!r}")
+                # 5 orders x (get + set) at a 100 ms cache timeout is 1 s at worst; dead-server
+                # marking makes it far less. 4 s leaves room for a loaded machine.
+                check(took < 4, f"{variant}, cache {name}: 5 orders took {took:.1f} s, want < 4 s")
+    finally:
+        silent.close()
+
+
+def run_cache(args):
+    bin_dir = Path(args.bin_dir).resolve()
+    servers = []
+    try:
+        servers = [Memcached(), Memcached()]
+    except RuntimeError as e:
+        check(False, f"cannot start the memcached servers the test needs: {e}")
+        for m in servers:
+            m.stop()
+        return
+    backend = Server([str(bin_dir / "legacy_backend"), "--port", "0", "--delay-ms", "1"], "legacy_backend")
+    try:
+        check_cross_variant("legacy_threads", ["legacy_fibers"], bin_dir, backend.port, servers)
+        check_cross_variant("legacy_fibers", ["legacy_threads", "legacy_pool"], bin_dir, backend.port, servers)
+        check_cache_failures(bin_dir, backend.port)
+        for variant in VARIANTS:
+            for bad in ("127.0.0.1", "127.0.0.1:1,", "127.0.0.1:0", ",127.0.0.1:1"):
+                rc = subprocess.run([str(bin_dir / variant), "--port", "0", "--backend", "127.0.0.1:1",
+                                     "--cache", bad], capture_output=True, timeout=5).returncode
+                check(rc == 1, f"{variant} --cache {bad}: exit code {rc}, want 1")
+    finally:
+        check(backend.terminate() == 0, "legacy_backend: no clean exit on SIGTERM")
+        for m in servers:
+            m.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="command", required=True)
@@ -259,9 +422,11 @@ def main():
     m.add_argument("--link-info", required=True)
     s = sub.add_parser("serve")
     s.add_argument("--bin-dir", required=True)
+    c = sub.add_parser("cache")
+    c.add_argument("--bin-dir", required=True)
     args = ap.parse_args()
     started = time.monotonic()
-    (run_middle if args.command == "middle" else run_serve)(args)
+    {"middle": run_middle, "serve": run_serve, "cache": run_cache}[args.command](args)
     print(f"{args.command}: {checks[0]} checks, {len(failures)} failure(s) in {time.monotonic() - started:.1f} s", flush=True)
     return 1 if failures else 0
 

@@ -1,6 +1,7 @@
 // (c) The fiberloop top: one loop, a fiber per connection (so per request).
 //
 //   legacy_fibers --port P --backend HOST:PORT [--host 127.0.0.1]
+//                  [--cache HOST:PORT[,HOST:PORT...]]
 //
 // fiberloop's HttpServer runs each connection on a fiber that reads requests and
 // calls the middle's handle_request(); deep inside, do_stuff() suspends only that
@@ -30,13 +31,15 @@ fiberloop::HttpResponse serve_request(const fiberloop::HttpRequest& request) {
 
 int main(int argc, char** argv) {
   const legacy::Flags flags =
-      legacy::parse_flags(argc, argv, {"host", "port", "backend"}, "--port P --backend HOST:PORT [--host 127.0.0.1]");
+      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache"},
+                          "--port P --backend HOST:PORT [--host 127.0.0.1] [--cache HOST:PORT[,HOST:PORT...]]");
   const int signal_fd = legacy::stop_signal_fd();
   try {
     fiberloop::IOLoop loop;
     legacy::BackendConfig backend;
     backend.host = flags.backend_host;
     backend.port = flags.backend_port;
+    backend.cache = flags.cache;
     legacy::backend_start(backend);
 
     fiberloop::HttpServerOptions options;

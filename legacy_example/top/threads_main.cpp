@@ -1,6 +1,7 @@
 // (a) The legacy top: a thread per connection, blocking sockets.
 //
 //   legacy_threads --port P --backend HOST:PORT [--host 127.0.0.1]
+//                  [--cache HOST:PORT[,HOST:PORT...]]
 //
 // Each accepted connection gets its own thread, which reads requests and calls the
 // middle's handle_request(); deep inside, do_stuff() blocks that thread on the
@@ -38,12 +39,14 @@ void* serve_in_thread(void* arg) {
 
 int main(int argc, char** argv) {
   const legacy::Flags flags =
-      legacy::parse_flags(argc, argv, {"host", "port", "backend"}, "--port P --backend HOST:PORT [--host 127.0.0.1]");
+      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache"},
+                          "--port P --backend HOST:PORT [--host 127.0.0.1] [--cache HOST:PORT[,HOST:PORT...]]");
   const int signal_fd = legacy::stop_signal_fd();
   try {
     legacy::BackendConfig backend;
     backend.host = flags.backend_host;
     backend.port = flags.backend_port;
+    backend.cache = flags.cache;
     legacy::backend_start(backend);
 
     const int listen_fd = legacy::listen_tcp(flags.host, flags.port);
