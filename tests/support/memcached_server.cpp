@@ -208,6 +208,9 @@ MemcachedServer::Launch MemcachedServer::launch() {
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
   const pid_t parent = ::getpid();
+  // PR_SET_PDEATHSIG fires when the forking *thread* ends: only the main thread is
+  // sure to last as long as the process (a pool thread of run_blocking may not).
+  const bool on_main_thread = ::gettid() == parent;
 
   const pid_t child = ::fork();
   if (child < 0) {
@@ -217,7 +220,7 @@ MemcachedServer::Launch MemcachedServer::launch() {
   }
   if (child == 0) {
     ::setpgid(0, 0);                      // its own group: signals to the test's group miss it
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);   // no orphan if the test process dies first
+    if (on_main_thread) ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // no orphan if the test process dies first
     if (::getppid() != parent) ::_exit(127);
     sigset_t none;
     ::sigemptyset(&none);
@@ -334,7 +337,8 @@ void ScriptedMemcached::serve() {
   for (;;) {
     watched.assign({{wake_fd_, POLLIN, 0}, {listen_fd_, POLLIN, 0}});
     for (const Connection& c : connections)
-      watched.push_back({c.fd, static_cast<short>((c.closing ? 0 : POLLIN) | (c.out.empty() ? 0 : POLLOUT)), 0});
+      // Read even while closing (and drop it): closing with unread input sends a reset.
+      watched.push_back({c.fd, static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), 0});
     if (::poll(watched.data(), watched.size(), -1) < 0) {
       if (errno == EINTR) continue;
       ADD_FAILURE() << "ScriptedMemcached: poll: " << std::strerror(errno);

@@ -28,9 +28,10 @@
 namespace fiberloop::testing {
 
 /// A real memcached: `memcached -u root -l 127.0.0.1 -p PORT -U 0 -t 1 -m 64` plus the
-/// extra arguments given, on a free port, in its own process group, killed with the
-/// test process if that dies first (PR_SET_PDEATHSIG: construct it on a thread that
-/// outlives it, such as the test's own).
+/// extra arguments given, on a free port, in its own process group. Started from the
+/// main thread, it is killed with the test process if that dies first (a crash, an
+/// abort: PR_SET_PDEATHSIG); started from another thread, which might end before the
+/// process, it is not.
 class MemcachedServer {
  public:
   /// Starts memcached and waits (5 s at most) until it answers `version`. Throws
