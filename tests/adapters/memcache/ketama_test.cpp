@@ -216,6 +216,17 @@ TEST(KetamaRingTest, PlacesLibmemcachedFixtureKeysOnTheirServers) {
   }
 }
 
+TEST(KetamaRingTest, PlacesSpymemcachedLibmemcachedFormatKeysOnTheirServers) {
+  // spymemcached's KetamaNodeLocatorTest.testLibKetamaWeightedCompatLibmemcached: its
+  // ketama with libmemcached's node names ("localhost-N", "localhost:11212-N") and
+  // weights 8 and 8.
+  const KetamaRing ring({{"localhost", 11211, 8}, {"localhost", 11212, 8}});
+  EXPECT_EQ(ring.server_for("key1"), 1U);
+  EXPECT_EQ(ring.server_for("key2"), 0U);
+  EXPECT_EQ(ring.server_for("key3"), 1U);
+  EXPECT_EQ(ring.server_for("key4"), 1U);
+}
+
 TEST(KetamaRingTest, KeyHashingPastTheLastPointWrapsToTheFirst) {
   // libmemcached's ketama test: "VDEAAAAA hashes to fffcd1b5, after the last continuum
   // point", so it goes to the owner of the lowest point.
