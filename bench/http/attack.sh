@@ -58,13 +58,7 @@ server_nofile=${SERVER_NOFILE:-1024}
 ulimit -n 4096 2> /dev/null || true
 echo "== $(nproc) vCPU, $placement; server: ulimit -n $server_nofile, default options"
 
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]]; then kill -TERM "$server_pid" 2> /dev/null || true; wait "$server_pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$repo/bench/scratch.sh"  # $tmp, $server_pid, stop_server
 
 : > "$tmp/server.out"  # there before the server starts: the loop below reads it at once
 (ulimit -n "$server_nofile" && exec "${server_pin[@]}" "$bin_dir/fiberloop_http_hello" --port 0) \

@@ -46,13 +46,7 @@ fi
 echo "== $(nproc) vCPU, $placement; wrk -t1 -c$connections -d${duration}s, $rounds rounds each"
 ulimit -n 65536 2> /dev/null || true
 clock_ticks=$(getconf CLK_TCK)
-tmp=$(mktemp -d)
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]]; then kill -TERM "$server_pid" 2> /dev/null || true; wait "$server_pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$repo/bench/scratch.sh"  # $tmp, $server_pid, stop_server
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }  # utime + stime, all threads
 
@@ -68,7 +62,7 @@ run_one() {
   done
   if [[ -z $port ]]; then
     echo "   $name did not start: $(cat "$tmp/$name.err")" >&2
-    kill -TERM "$server_pid" 2> /dev/null || true; wait "$server_pid" 2> /dev/null || true; server_pid=
+    stop_server
     return
   fi
   local url=http://127.0.0.1:$port/

@@ -59,13 +59,7 @@ fi
 ulimit -n 4096 2> /dev/null || true
 echo "== $(nproc) vCPU, $placement; ulimit -n $(ulimit -n), -u $(ulimit -u); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-tmp=$(mktemp -d)
-memcached_pid=
-cleanup() {
-  if [[ -n $memcached_pid ]]; then kill -TERM "$memcached_pid" 2> /dev/null || true; wait "$memcached_pid" 2> /dev/null || true; fi
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
+source "$repo/bench/scratch.sh"  # $tmp, $server_pid, stop_server
 
 # A free port: try random ones until memcached stays up and answers a connect.
 user=()
@@ -75,13 +69,13 @@ for ((attempt = 0; attempt < 20; attempt++)); do
   [[ -n $port ]] && break
   candidate=$((20000 + RANDOM % 40000))
   "${server_pin[@]}" memcached "${user[@]}" -l 127.0.0.1 -p "$candidate" -U 0 -c 4096 -m 64 2> "$tmp/memcached.err" &
-  memcached_pid=$!
+  server_pid=$!
   for ((i = 0; i < 50; i++)); do
-    if ! kill -0 "$memcached_pid" 2> /dev/null; then memcached_pid=; break; fi
+    if ! kill -0 "$server_pid" 2> /dev/null; then server_pid=; break; fi
     if (exec 3<> "/dev/tcp/127.0.0.1/$candidate") 2> /dev/null; then port=$candidate; break; fi
     sleep 0.05
   done
-  if [[ -z $port && -n $memcached_pid ]]; then kill "$memcached_pid"; wait "$memcached_pid" 2> /dev/null || true; memcached_pid=; fi
+  if [[ -z $port ]]; then stop_server; fi
 done
 [[ -n $port ]] || { echo "memcached did not start: $(cat "$tmp/memcached.err")" >&2; exit 1; }
 server=127.0.0.1:$port

@@ -150,9 +150,12 @@ void throw_timeout(const char* what, std::chrono::nanoseconds timeout) {
 }
 
 void LoopTimeout::start(std::chrono::nanoseconds timeout, std::function<void()> fn) {
+  start(IOLoop::current(), timeout, std::move(fn));
+}
+
+void LoopTimeout::start(IOLoop& loop, std::chrono::nanoseconds timeout, std::function<void()> fn) {
   const steady_time deadline = saturating_add(std::chrono::steady_clock::now(), timeout);
   if (deadline == steady_time::max()) return;  // never comes: no timer at all
-  IOLoop& loop = IOLoop::current();
   handle_ = loop.call_at(deadline, std::move(fn));
   anchor_ = LoopInternals::anchor(loop);
 }

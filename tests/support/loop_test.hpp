@@ -10,6 +10,7 @@
 #include <exception>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include <fiberloop/fiberloop.hpp>
 
@@ -41,5 +42,20 @@ double elapsed_ms(std::chrono::steady_clock::time_point start);
 
 /// The message of an exception (what()), or "non-std exception".
 std::string what_of(const std::exception_ptr& error);
+
+/// The message of the exception `future` fails with; a test failure when it succeeds
+/// or fails with another type than `Expected`.
+template <class Expected, class T>
+std::string failure_of(Future<T> future) {
+  try {
+    wait_for_future(std::move(future));
+    ADD_FAILURE() << "succeeded; expected a failure";
+  } catch (const Expected& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "failed with another type: " << e.what();
+  }
+  return {};
+}
 
 }  // namespace fiberloop::testing

@@ -41,7 +41,7 @@ using forced_unwind = boost::context::detail::forced_unwind;
 struct Pending {
   MemcacheReplyKind kind;
   std::function<void(MemcacheReply*, std::exception_ptr)> complete;
-  TimeoutHandle timer{};
+  LoopTimeout timer{};  // no timer at all for a request_timeout that never comes
   bool settled = false;
 };
 
@@ -85,14 +85,6 @@ std::int64_t expiry_field(std::chrono::seconds ttl) {
   constexpr std::int64_t thirty_days = 30 * 24 * 3600;
   if (ttl.count() <= thirty_days) return ttl.count();
   return static_cast<std::int64_t>(std::time(nullptr)) + ttl.count();
-}
-
-template <class T>
-Future<T> failed(std::exception_ptr error) {
-  Promise<T> promise;
-  Future<T> future = promise.get_future();
-  promise.set_exception(std::move(error));
-  return future;
 }
 
 /// The error of a bad key, or null.
@@ -195,7 +187,7 @@ Future<T> MemcacheClient::Impl::on_loop(std::function<void(const std::shared_ptr
   };
   if (hand_to_loop_thread(*anchor, run)) return future;
   if (alive_on_this_thread(*anchor) == nullptr)
-    return failed<T>(std::make_exception_ptr(LoopClosed("MemcacheClient: its IOLoop was destroyed")));
+    return make_exceptional_future<T>(std::make_exception_ptr(LoopClosed("MemcacheClient: its IOLoop was destroyed")));
   run();
   return future;
 }
@@ -203,7 +195,7 @@ Future<T> MemcacheClient::Impl::on_loop(std::function<void(const std::shared_ptr
 template <class T>
 Future<T> MemcacheClient::Impl::command(std::string key, std::string request, MemcacheReplyKind kind,
                                         std::function<T(MemcacheReply&)> convert) {
-  if (auto error = key_error(key)) return failed<T>(error);
+  if (auto error = key_error(key)) return make_exceptional_future<T>(error);
   return on_loop<T>([this, key = std::move(key), request = std::move(request), kind,
                      convert = std::move(convert)](const std::shared_ptr<Promise<T>>& promise) mutable {
     send(route(key), std::move(request), kind,
@@ -224,7 +216,7 @@ Future<T> MemcacheClient::Impl::command(std::string key, std::string request, Me
 Future<bool> MemcacheClient::Impl::storage(std::string_view verb, std::string key, const std::string& value,
                                            std::uint32_t flags, std::chrono::seconds ttl,
                                            std::optional<std::uint64_t> cas) {
-  if (auto error = key_error(key)) return failed<bool>(error);
+  if (auto error = key_error(key)) return make_exceptional_future<bool>(error);
   std::string request = memcache_storage_request(verb, key, value, flags, expiry_field(ttl), cas);
   return command<bool>(std::move(key), std::move(request), MemcacheReplyKind::stored,
                        [](MemcacheReply& reply) { return reply.done; });
@@ -240,7 +232,7 @@ Future<std::optional<std::uint64_t>> MemcacheClient::Impl::arithmetic(std::strin
 Future<std::unordered_map<std::string, MemcacheItem>> MemcacheClient::Impl::get_multi(std::vector<std::string> keys) {
   using Hits = std::unordered_map<std::string, MemcacheItem>;
   for (const std::string& key : keys)
-    if (auto error = key_error(key)) return failed<Hits>(error);
+    if (auto error = key_error(key)) return make_exceptional_future<Hits>(error);
   return on_loop<Hits>([this, keys = std::move(keys)](const std::shared_ptr<Promise<Hits>>& promise) {
     // Each key's server is decided first, so a failure sends nothing.
     std::unordered_map<Server*, std::vector<std::string_view>> batches;
@@ -298,12 +290,12 @@ void MemcacheClient::Impl::send(Server& server, std::string request, MemcacheRep
   if (server.dead) server.probing = true;  // admitted past retry_at: this request probes it
   {
     NullContext unrelated;  // the timer and the connection belong to no one request
-    pending->timer = loop.call_later(
-        options.request_timeout, [weak = weak_from_this(), target = &server, weak_pending = std::weak_ptr(pending)] {
+    pending->timer.start(
+        loop, options.request_timeout,
+        [weak = weak_from_this(), target = &server, weak_pending = std::weak_ptr(pending)] {
           const auto self = weak.lock();
           const auto timed_out = weak_pending.lock();
           if (!self || !timed_out || timed_out->settled) return;
-          timed_out->timer = TimeoutHandle{};
           const std::string what = "no reply within " + milliseconds_text(self->options.request_timeout);
           self->settle(*timed_out, nullptr,
                        std::make_exception_ptr(TimeoutError("memcached " + target->name + ": " + what +
@@ -326,8 +318,7 @@ void MemcacheClient::Impl::send(Server& server, std::string request, MemcacheRep
 void MemcacheClient::Impl::settle(Pending& pending, MemcacheReply* reply, std::exception_ptr error) {
   if (pending.settled) return;
   pending.settled = true;
-  if (pending.timer != TimeoutHandle{} && alive_on_this_thread(*anchor)) loop.remove_timeout(pending.timer);
-  pending.timer = TimeoutHandle{};
+  pending.timer.cancel();
   pending.complete(reply, std::move(error));
 }
 

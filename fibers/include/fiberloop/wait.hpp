@@ -55,12 +55,15 @@ IOLoop* run_blocking_loop();
 void forbid_on_loop_thread(const char* what);
 [[noreturn]] void throw_timeout(const char* what, std::chrono::nanoseconds timeout);
 
-/// A timeout on IOLoop::current() that whoever completes a race may cancel, from any
-/// thread, even after that loop is gone: it reaches the loop through its anchor.
+/// A timeout on a loop that whoever completes a race may cancel, from any thread, even
+/// after that loop is gone: it reaches the loop through its anchor.
 class LoopTimeout {
  public:
-  /// Runs `fn` after `timeout` (none at all when the deadline cannot come).
+  /// Runs `fn` on IOLoop::current() after `timeout` (none at all when the deadline
+  /// cannot come).
   void start(std::chrono::nanoseconds timeout, std::function<void()> fn);
+  /// As above, on `loop` (Thread: its own).
+  void start(IOLoop& loop, std::chrono::nanoseconds timeout, std::function<void()> fn);
   /// Removes the timeout if its loop is alive and owned by the calling thread.
   void cancel() noexcept;
 

@@ -14,20 +14,6 @@ using namespace std::chrono_literals;
 
 class HttpClientHostileTest : public LoopTest {};
 
-/// The message of the exception `fetch` fails with (its type checked by `Expected`).
-template <class Expected>
-std::string failure_of(Future<HttpResponse> fetched) {
-  try {
-    const HttpResponse response = wait_for_future(fetched);
-    ADD_FAILURE() << "got a response: " << response.status << " " << response.body;
-  } catch (const Expected& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "failed with another type: " << e.what();
-  }
-  return {};
-}
-
 TEST_F(HttpClientHostileTest, PooledConnectionWithAnUnsolicitedResponseIsNotReused) {
   // The server answers, keeps the connection, then gives up on it idle: it writes a
   // 408 and closes (as nginx does at keepalive_timeout with lingering). The next GET

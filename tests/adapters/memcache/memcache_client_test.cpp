@@ -27,21 +27,6 @@ class MemcacheClientTest : public LoopTest {
 /// "k7" (written so: GCC 12 warns falsely on "k" + std::to_string(i), PR 105329).
 std::string numbered(std::string prefix, int i) { return prefix.append(std::to_string(i)); }
 
-/// The error a future failed with, as the given type; fails the test otherwise.
-template <class E, class T>
-std::string error_of(Future<T> future) {
-  try {
-    wait_for_future(std::move(future));
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "wrong error: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "no error";
-  return {};
-}
-
 TEST_F(MemcacheClientTest, EveryCommandRoundTripsAgainstARealServer) {
   MemcachedServer memcached;
   run_in_fiber([&] {
@@ -220,7 +205,7 @@ TEST_F(MemcacheClientTest, ASilentServerTimesOutIsMarkedDeadFailsFastAndIsProbed
       MemcacheClient client({silent.server()}, options);
       for (int i = 0; i < 2; ++i) {
         const auto start = std::chrono::steady_clock::now();
-        const std::string what = error_of<TimeoutError>(client.get_async("k"));
+        const std::string what = failure_of<TimeoutError>(client.get_async("k"));
         EXPECT_NE(what.find(silent.address()), std::string::npos) << what;
         EXPECT_GE(elapsed_ms(start), 90);
         EXPECT_LT(elapsed_ms(start), 2000);
@@ -318,13 +303,13 @@ TEST_F(MemcacheClientTest, AReplyThatBreaksTheProtocolFailsOnlyTheRequestsOnItsC
       options.connections_per_server = 1;
       options.failure_limit = 100;
       MemcacheClient client({fake.server()}, options);
-      std::string what = error_of<MemcacheProtocolError>(client.get_async("garbage"));
+      std::string what = failure_of<MemcacheProtocolError>(client.get_async("garbage"));
       EXPECT_NE(what.find("expected VALUE or END"), std::string::npos) << what;
       EXPECT_NE(what.find(fake.address()), std::string::npos) << what;
       EXPECT_EQ(client.get("ok")->value, "ok") << "the next request gets a fresh connection";
-      what = error_of<MemcacheProtocolError>(client.get_async("huge"));
+      what = failure_of<MemcacheProtocolError>(client.get_async("huge"));
       EXPECT_NE(what.find("max_value_bytes"), std::string::npos) << what;
-      what = error_of<MemcacheProtocolError>(client.get_async("other"));
+      what = failure_of<MemcacheProtocolError>(client.get_async("other"));
       EXPECT_NE(what.find("another key"), std::string::npos) << what;
       EXPECT_THROW(client.incr("n", 1), MemcacheProtocolError);
       EXPECT_EQ(client.get("ok")->value, "ok");
