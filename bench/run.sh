@@ -12,6 +12,14 @@
 #   bash bench/run.sh --cache          the same with cache-aside: two memcached servers (on
 #                                      CPU 1 with wrk and the backend), every variant
 #                                      with --cache; output in bench/results/cache
+#   bash bench/run.sh --inventory mariadb
+#                                      the same with a SQL bottom: a private MariaDB (on CPU 1
+#                                      with wrk; bench/sql/mariadb.sh) holding the inventory
+#                                      table, every variant with --inventory mysql://…, no HTTP
+#                                      backend; output in bench/results/inventory
+#   bash bench/run.sh --inventory URL  the same against a database you loaded (sqlite:PATH,
+#                                      mysql://…): inventory(sku BIGINT PRIMARY KEY, stock
+#                                      BIGINT, price_cents BIGINT), skus 1..100000
 #   bash bench/run.sh --unpinned       no taskset (by default the server under test gets
 #                                      CPU 0, wrk and the backend share CPU 1)
 #   bash bench/run.sh --smoke          1 s points at 10 and 100 connections into a temp
@@ -26,10 +34,15 @@ cd "$repo"
 
 demo=0
 bin_dir=""
+inventory=""
+unpinned=0
 args=()
 while (($#)); do
   case $1 in
     --demo) demo=1; shift ;;
+    --inventory) inventory=${2:?--inventory needs mariadb or a URL}; shift 2 ;;
+    --inventory=*) inventory=${1#--inventory=}; shift ;;
+    --unpinned) unpinned=1; args+=("$1"); shift ;;
     --bin-dir) bin_dir=${2:?--bin-dir needs a directory}; shift 2 ;;
     --bin-dir=*) bin_dir=${1#--bin-dir=}; shift ;;
     *) args+=("$1"); shift ;;
@@ -38,7 +51,8 @@ done
 
 if [[ -z $bin_dir ]]; then
   packages=(g++ cmake ninja-build pkg-config libboost1.81-dev libboost-fiber1.81-dev libboost-context1.81-dev
-            libjemalloc-dev libbenchmark-dev libmemcached-dev libssl-dev memcached wrk gnuplot-nox python3)
+            libjemalloc-dev libbenchmark-dev libmemcached-dev libssl-dev memcached wrk gnuplot-nox python3
+            libmariadb-dev mariadb-server mariadb-client)
   missing=()
   for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
   if ((${#missing[@]})); then
@@ -80,4 +94,20 @@ if ((demo)); then
   echo "== demo: $(nproc) vCPU, $( ((${#pin[@]})) && echo 'pinned to CPU 1' || echo unpinned)"
   exec "${pin[@]}" "${BUILD_DIR:-$repo/build/bench}/bench/fiberloop_fibers_vs_threads" "${args[@]}"
 fi
+if [[ $inventory == mariadb ]]; then
+  # A private MariaDB with the inventory (the skus the middle asks for: 1..100 000), on
+  # the CPU of wrk (the server under test keeps CPU 0), stopped when this script exits
+  # (so no exec below).
+  source "$repo/bench/scratch.sh"     # $tmp, $server_pid, stop_server
+  source "$repo/bench/sql/mariadb.sh"  # start_mariadb, load_inventory
+  pin=()
+  if ((!unpinned)) && command -v taskset > /dev/null && (($(nproc) > 1)); then pin=(taskset -c 1); fi
+  start_mariadb "${pin[@]}"
+  load_inventory 100000
+  echo "== MariaDB $mariadb_version on 127.0.0.1:$mariadb_port, 100000 inventory rows"
+  python3 "$repo/bench/compare/compare.py" --bin-dir "$bin_dir" --inventory "$mariadb_url" \
+    --inventory-label "MariaDB $mariadb_version" "${args[@]}"
+  exit
+fi
+if [[ -n $inventory ]]; then args+=(--inventory "$inventory"); fi
 exec python3 "$repo/bench/compare/compare.py" --bin-dir "$bin_dir" "${args[@]}"

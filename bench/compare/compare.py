@@ -231,8 +231,9 @@ class Setup:
 
     def placement(self):
         cache = " and the two memcached" if self.args.cache else ""
+        bottom = "the database" if self.args.inventory else "backend"
         if self.pinned:
-            return f"server pinned to CPU 0, wrk, backend{cache} to CPU 1"
+            return f"server pinned to CPU 0, wrk, {bottom}{cache} to CPU 1"
         return "unpinned (every process may use every CPU)"
 
     def start_memcached(self):
@@ -279,7 +280,10 @@ class Setup:
             time.sleep(0.05)
 
     def ensure_backend(self):
-        """Starts the backend (again, if it died). Returns None or a failure reason."""
+        """Starts the backend (again, if it died). Returns None or a failure reason.
+        --inventory: the database is the bottom, no backend runs."""
+        if self.args.inventory:
+            return None
         if self.backend is not None and self.backend.poll() is None:
             return None
         if self.backend is not None:
@@ -332,8 +336,9 @@ def run_point(setup, variant, conc, progress):
 
     tag = f"{variant}-c{conc}"
     stdout_path, err_path = setup.logs / f"{tag}.out", setup.logs / f"{tag}.err"
-    server = _start([*setup.server_pin, str(binary), "--port", "0", "--backend",
-                     f"127.0.0.1:{setup.backend_port}", *cache], err_path, stdout_path)
+    bottom = (["--inventory", args.inventory] if args.inventory
+              else ["--backend", f"127.0.0.1:{setup.backend_port}"])
+    server = _start([*setup.server_pin, str(binary), "--port", "0", *bottom, *cache], err_path, stdout_path)
     try:
         port, reason = wait_listening(server, stdout_path, args.startup_timeout)
         if port is None:
@@ -616,6 +621,12 @@ def parse_args(argv):
     ap.add_argument("--cache", action="store_true",
                     help="two memcached servers (on CPU 1 with wrk and the backend), every server with "
                          "--cache, flushed before each point; output in bench/results/cache")
+    ap.add_argument("--inventory", metavar="URL",
+                    help="a SQL bottom instead of the HTTP backend: every server with --inventory URL "
+                         "(sqlite:PATH or mysql://user:password@host:port/db holding the inventory table), "
+                         "no backend; output in bench/results/inventory (bench/run.sh --inventory mariadb "
+                         "starts and loads a private MariaDB)")
+    ap.add_argument("--inventory-label", help="what --inventory is, for the output (default: its scheme)")
     ap.add_argument("--smoke", action="store_true",
                     help="1 s per point at 10 and 100 connections into a temp dir, then check the CSV")
     ap.add_argument("--wrk-threads", type=int, default=1, help="wrk -t (default 1)")
@@ -633,6 +644,13 @@ def parse_args(argv):
     if args.duration < 1 or not args.concurrencies or min(args.concurrencies) < 1 or not args.variants:
         ap.error("--duration, --concurrencies and --variants need positive values")
     return args
+
+
+def bottom_text(args):
+    """What the servers ask for the inventory."""
+    if args.inventory:
+        return f"inventory in {args.inventory_label or args.inventory.split(':', 1)[0]}"
+    return f"backend delay {args.delay_ms} ms"
 
 
 def raise_fd_limit(concurrencies):
@@ -661,7 +679,7 @@ def main(argv):
             args.out = Path(tempfile.mkdtemp(prefix="fiberloop-bench-smoke-"))
             made_temp = True
         else:
-            args.out = repo / "bench" / "results" / ("cache" if args.cache else "")
+            args.out = repo / "bench" / "results" / ("inventory" if args.inventory else "cache" if args.cache else "")
     out_dir = args.out.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     if not shutil.which("wrk"):
@@ -679,7 +697,7 @@ def main(argv):
     points = [(v, c) for v in args.variants for c in args.concurrencies]
     log(f"== {len(args.variants)} variants x {len(args.concurrencies)} concurrencies "
         f"({', '.join(map(str, args.concurrencies))}), {args.duration} s each "
-        f"(~{len(points) * args.duration} s of wrk), backend delay {args.delay_ms} ms"
+        f"(~{len(points) * args.duration} s of wrk), {bottom_text(args)}"
         + (f", cache-aside on memcached {setup.cache_servers()}" if args.cache else ""))
     log(f"== {setup.placement()}; wrk -t{args.wrk_threads} --timeout {args.wrk_timeout}s; "
         f"open files {fd_limit}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start "
@@ -719,9 +737,10 @@ def main(argv):
         log(f"  {note}")
     log("\n== targets (issue 5; fibers = legacy_fibers, threads = legacy_threads)")
     check_targets(rows, args.concurrencies)
+    bottom = "database" if args.inventory else "backend"
     pngs = make_plots(out_dir, rows, args.variants,
-                      f"{'server on CPU 0, wrk + backend on CPU 1' if setup.pinned else 'unpinned'}, "
-                      f"{args.duration} s per point, backend {args.delay_ms} ms"
+                      f"{f'server on CPU 0, wrk + {bottom} on CPU 1' if setup.pinned else 'unpinned'}, "
+                      f"{args.duration} s per point, {bottom_text(args)}"
                       + (", 2 memcached (cache-aside)" if args.cache else ""))
     log(f"\n== wrote {csv_path}" + "".join(f"\n   {p}" for p in pngs))
 
