@@ -1,7 +1,8 @@
 #pragma once
 /// @file
 /// The whole core API of fiberloop: futures, the IOLoop and its fibers, waiting
-/// from synchronous code, executors, stack contexts, and the adapters (network, memcached, SQL).
+/// from synchronous code, a fiber-aware Semaphore, executors, stack contexts, and
+/// the adapters (network, memcached, SQL).
 
 #include <fiberloop/errors.hpp>
 #include <fiberloop/future.hpp>
