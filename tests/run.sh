@@ -32,7 +32,8 @@ install_dependencies() {
   local packages=(g++ cmake ninja-build pkg-config python3 libboost1.81-dev libboost-fiber1.81-dev
                   libboost-context1.81-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
                   curl wrk nginx-light gnuplot-nox clang-14 libfuzzer-14-dev libclang-rt-14-dev
-                  libmemcached-dev libssl-dev memcached libmemcached-tools)
+                  libmemcached-dev libssl-dev memcached libmemcached-tools libmariadb-dev mariadb-server
+                  libsqlite3-dev)
   local missing=() p
   for p in "${packages[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
   ((${#missing[@]})) || return 0

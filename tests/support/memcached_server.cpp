@@ -4,12 +4,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -73,27 +69,6 @@ int bind_loopback(int backlog) {
   return fd;
 }
 
-/// A loopback port free a moment ago (the kernel's pick for port 0).
-std::uint16_t free_port() {
-  const int fd = bind_loopback(-1);
-  const std::uint16_t port = bound_port(fd);
-  ::close(fd);
-  return port;
-}
-
-/// The path of `name` in $PATH, or "".
-std::string find_in_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string_view rest = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  while (!rest.empty()) {
-    const std::size_t colon = std::min(rest.find(':'), rest.size());
-    std::string candidate = std::string(rest.substr(0, colon)) + "/" + name;
-    if (colon > 0 && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-    rest.remove_prefix(std::min(colon + 1, rest.size()));
-  }
-  return "";
-}
-
 /// Sends `request` to 127.0.0.1:`port` and reads until `end` arrives; "" when nothing
 /// listens or the answer does not come within `timeout`.
 std::string ask(std::uint16_t port, std::string_view request, std::string_view end, milliseconds timeout) {
@@ -126,15 +101,10 @@ std::string ask(std::uint16_t port, std::string_view request, std::string_view e
 }
 
 /// True when the memcached answering on `port` is process `pid`: it answers, and it is
-/// ours, not another test's that took the port between free_port() and its bind.
+/// ours, not another test's that took the port between free_loopback_port() and its bind.
 bool answers_as(std::uint16_t port, pid_t pid) {
   const std::string stats = ask(port, "stats\r\n", "\r\nEND\r\n", kProbeTimeout);
   return stats.find("STAT pid " + std::to_string(pid) + "\r\n") != std::string::npos;
-}
-
-std::string describe_exit(int status) {
-  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
-  return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
 }  // namespace
@@ -146,41 +116,22 @@ MemcachedServer::MemcachedServer(std::vector<std::string> extra_args)
   if (binary_.empty())
     throw std::runtime_error(
         "MemcachedServer: no memcached in PATH: install Debian's memcached (apt-get install memcached)");
-  try {
-    for (int attempt = 0; attempt < kFreePortAttempts; ++attempt) {
-      port_ = free_port();
-      if (launch() == Launch::ready) return;
-    }
-  } catch (...) {
-    if (output_fd_ >= 0) ::close(output_fd_);  // the destructor will not run
-    throw;
+  for (int attempt = 0; attempt < kFreePortAttempts; ++attempt) {
+    port_ = free_loopback_port();
+    if (launch() == Launch::ready) return;
   }
   const std::string output = this->output();
-  ::close(output_fd_);
   throw std::runtime_error("MemcachedServer: " + std::to_string(kFreePortAttempts) +
                            " free ports were taken before memcached could listen; its output: " + output);
 }
 
-MemcachedServer::~MemcachedServer() {
-  kill();
-  if (output_fd_ >= 0) ::close(output_fd_);
-}
+MemcachedServer::~MemcachedServer() = default;
 
 std::string MemcachedServer::address() const { return loopback_address(port_); }
 
 MemcacheServer MemcachedServer::server(std::uint32_t weight) const { return {"127.0.0.1", port_, weight}; }
 
-std::string MemcachedServer::output() const {
-  std::string text;
-  char chunk[4096];
-  for (off_t offset = 0;;) {
-    const ssize_t n = ::pread(output_fd_, chunk, sizeof chunk, offset);
-    if (n <= 0) break;
-    text.append(chunk, static_cast<std::size_t>(n));
-    offset += n;
-  }
-  return text;
-}
+std::string MemcachedServer::output() const { return process_.output(); }
 
 void MemcachedServer::restart() {
   kill();
@@ -194,61 +145,19 @@ void MemcachedServer::restart() {
 }
 
 MemcachedServer::Launch MemcachedServer::launch() {
-  // Everything the child needs is prepared here: between fork and exec it may only
-  // make async-signal-safe calls (other threads may hold malloc's locks).
-  if (output_fd_ >= 0) ::close(output_fd_);
-  output_fd_ = ::memfd_create("memcached-output", MFD_CLOEXEC);
-  if (output_fd_ < 0) throw_errno("memfd_create");
-  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (null_fd < 0) throw_errno("open /dev/null");
   std::vector<std::string> args = {binary_, "-u", "root", "-l", "127.0.0.1", "-p", std::to_string(port_),
                                    "-U", "0", "-t", "1", "-m", "64"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
-  std::vector<char*> argv;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  // PR_SET_PDEATHSIG fires when the forking *thread* ends: only the main thread is
-  // sure to last as long as the process (a pool thread of run_blocking may not).
-  const bool on_main_thread = ::gettid() == parent;
-
-  const pid_t child = ::fork();
-  if (child < 0) {
-    const int error = errno;
-    ::close(null_fd);
-    throw std::system_error(error, std::generic_category(), "fork");
-  }
-  if (child == 0) {
-    ::setpgid(0, 0);                      // its own group: signals to the test's group miss it
-    if (on_main_thread) ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // no orphan if the test process dies first
-    if (::getppid() != parent) ::_exit(127);
-    sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);  // the test thread's blocked signals are not memcached's
-    ::dup2(null_fd, 0);
-    ::dup2(output_fd_, 1);
-    ::dup2(output_fd_, 2);
-    ::close_range(3, ~0U, 0);  // descriptors the test left inheritable stay with the test
-    ::execv(argv[0], argv.data());
-    static constexpr char failed[] = "MemcachedServer: execv of memcached failed\n";
-    (void)!::write(2, failed, sizeof failed - 1);
-    ::_exit(127);
-  }
-  ::setpgid(child, child);  // in both: whichever runs first, the group exists before kill(-pid)
-  ::close(null_fd);
-  pid_ = child;
-
+  process_.start(std::move(args));
   const auto give_up = Clock::now() + kStartTimeout;
   for (;;) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
+    if (const auto how = process_.ended()) {
       const std::string output = this->output();
       if (output.find("Address already in use") != std::string::npos) return Launch::port_in_use;
-      throw std::runtime_error("MemcachedServer: memcached " + describe_exit(status) + " before answering on " +
-                               address() + "; its output: " + output.substr(0, kOutputInMessages));
+      throw std::runtime_error("MemcachedServer: memcached " + *how + " before answering on " + address() +
+                               "; its output: " + output.substr(0, kOutputInMessages));
     }
-    if (answers_as(port_, pid_)) return Launch::ready;
+    if (answers_as(port_, process_.pid())) return Launch::ready;
     if (Clock::now() > give_up) {
       kill();
       throw std::runtime_error("MemcachedServer: memcached did not answer on " + address() + " within 5 s; its output: " +
@@ -258,13 +167,7 @@ MemcachedServer::Launch MemcachedServer::launch() {
   }
 }
 
-void MemcachedServer::kill() noexcept {
-  if (pid_ <= 0) return;
-  if (::kill(-pid_, SIGKILL) != 0) ::kill(pid_, SIGKILL);  // the group, should memcached ever fork
-  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-  }
-  pid_ = -1;
-}
+void MemcachedServer::kill() noexcept { process_.kill(); }
 
 // ---- ScriptedMemcached -------------------------------------------------------------
 

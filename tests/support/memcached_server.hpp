@@ -25,6 +25,8 @@
 
 #include <fiberloop/memcache.hpp>
 
+#include "support/server_process.hpp"
+
 namespace fiberloop::testing {
 
 /// A real memcached: `memcached -u root -l 127.0.0.1 -p PORT -U 0 -t 1 -m 64` plus the
@@ -53,8 +55,8 @@ class MemcachedServer {
   /// This server as MemcacheClient's constructor takes it.
   MemcacheServer server(std::uint32_t weight = 1) const;
   /// memcached's process id, or -1 after kill().
-  pid_t pid() const noexcept { return pid_; }
-  bool running() const noexcept { return pid_ > 0; }
+  pid_t pid() const noexcept { return process_.pid(); }
+  bool running() const noexcept { return process_.running(); }
   /// What memcached has printed to stdout and stderr since it last started.
   std::string output() const;
 
@@ -75,8 +77,7 @@ class MemcachedServer {
   std::vector<std::string> extra_args_;
   std::string binary_;
   std::uint16_t port_ = 0;
-  pid_t pid_ = -1;
-  int output_fd_ = -1;  // memfd holding memcached's stdout and stderr
+  ServerProcess process_;
 };
 
 /// What a ScriptedMemcached sends for one command: `bytes` (nothing when empty), then,

@@ -4,7 +4,6 @@
 #include <fiberloop/net/tcp_stream.hpp>
 
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -28,6 +27,7 @@
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>
 
+#include "resolve.hpp"
 #include "socket_util.hpp"
 
 namespace fiberloop {
@@ -314,42 +314,12 @@ TcpStream TcpStream::connect(const std::string& host, std::uint16_t port, Durati
   Deadline deadline(timeout);
   deadline.at();
 
-  struct Address {
-    sockaddr_storage addr;
-    socklen_t length;
-  };
-  std::vector<Address> addresses;
+  std::vector<detail::ResolvedAddress> addresses;
   socklen_t length = 0;
   if (auto numeric = detail::numeric_address(host, port, length)) {
     addresses.push_back({*numeric, length});
   } else {
-    auto resolve = [host, port] {
-      addrinfo hints{};
-      hints.ai_family = AF_UNSPEC;
-      hints.ai_socktype = SOCK_STREAM;
-      hints.ai_flags = AI_ADDRCONFIG;
-      addrinfo* found = nullptr;
-      errno = 0;
-      const int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-      const int resolver_errno = errno;
-      // Out of descriptors the resolver cannot even read /etc/hosts and answers "not
-      // known": say what really failed, as the socket() below would.
-      if (rc != 0 && (resolver_errno == EMFILE || resolver_errno == ENFILE || (rc == EAI_SYSTEM && resolver_errno != 0)))
-        throw std::system_error(resolver_errno, std::generic_category(),
-                                "TcpStream::connect(): resolving host '" + host + "'");
-      if (rc != 0)
-        throw Error("TcpStream::connect(): cannot resolve host '" + host + "': " + ::gai_strerror(rc) +
-                    " (check the name, or pass a numeric address)");
-      std::vector<Address> out;
-      for (addrinfo* ai = found; ai; ai = ai->ai_next) {
-        Address a{};
-        std::memcpy(&a.addr, ai->ai_addr, std::min<std::size_t>(ai->ai_addrlen, sizeof a.addr));
-        a.length = ai->ai_addrlen;
-        out.push_back(a);
-      }
-      ::freeaddrinfo(found);
-      return out;
-    };
+    auto resolve = [host, port] { return detail::resolve(host, port, "TcpStream::connect()"); };
     if (here) {
       try {
         addresses = wait_for_future(here->blocking_executor().submit(resolve), timeout);
@@ -362,14 +332,14 @@ TcpStream TcpStream::connect(const std::string& host, std::uint16_t port, Durati
   }
 
   int last_error = EHOSTUNREACH;
-  for (const Address& a : addresses) {
-    const int fd = ::socket(a.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  for (const detail::ResolvedAddress& a : addresses) {
+    const int fd = ::socket(a.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       last_error = errno;
       continue;
     }
     TcpStream stream(fd, here ? *here : IOLoop::current());
-    int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.length);
+    int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&a.address), a.length);
     int err = rc == 0 ? 0 : errno;
     if (err == EINPROGRESS) {
       try {
