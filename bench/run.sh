@@ -70,7 +70,7 @@ if [[ -z $bin_dir ]]; then
     cmake --build "$build_dir" --target fiberloop_fibers_vs_threads > "$build_dir/build.log" 2>&1 \
       || { tail -n 60 "$build_dir/build.log"; exit 1; }
   else
-    targets=(legacy_backend legacy_threads legacy_pool legacy_fibers)
+    targets=(legacy_backend legacy_threads legacy_pool legacy_fibers legacy_inventory_load)
     # One at a time only when the batch fails: a binary that does not build becomes a
     # failed variant in the results, not a failed run.
     if ! cmake --build "$build_dir" --target "${targets[@]}" > "$build_dir/build.log" 2>&1; then
@@ -95,16 +95,18 @@ if ((demo)); then
   exec "${pin[@]}" "${BUILD_DIR:-$repo/build/bench}/bench/fiberloop_fibers_vs_threads" "${args[@]}"
 fi
 if [[ $inventory == mariadb ]]; then
-  # A private MariaDB with the inventory (the skus the middle asks for: 1..100 000), on
-  # the CPU of wrk (the server under test keeps CPU 0), stopped when this script exits
-  # (so no exec below).
+  # A private MariaDB with the inventory (legacy_inventory_load: the skus the middle asks
+  # for, priced as legacy_backend answers), on the CPU of wrk (the server under test keeps
+  # CPU 0), stopped when this script exits (so no exec below).
   source "$repo/bench/scratch.sh"     # $tmp, $server_pid, stop_server
-  source "$repo/bench/sql/mariadb.sh"  # start_mariadb, load_inventory
+  source "$repo/bench/sql/mariadb.sh"  # start_mariadb, $mariadb_url
   pin=()
   if ((!unpinned)) && command -v taskset > /dev/null && (($(nproc) > 1)); then pin=(taskset -c 1); fi
   start_mariadb "${pin[@]}"
-  load_inventory 100000
-  echo "== MariaDB $mariadb_version on 127.0.0.1:$mariadb_port, 100000 inventory rows"
+  "$bin_dir/legacy_inventory_load" "$mariadb_url" > "$tmp/inventory_load.log" 2>&1 ||
+    { echo "legacy_inventory_load failed:" >&2; cat "$tmp/inventory_load.log" >&2; exit 1; }
+  echo "== MariaDB $mariadb_version on 127.0.0.1:$mariadb_port, inventory loaded by legacy_inventory_load:" \
+    "$(tail -n 1 "$tmp/inventory_load.log")"
   python3 "$repo/bench/compare/compare.py" --bin-dir "$bin_dir" --inventory "$mariadb_url" \
     --inventory-label "MariaDB $mariadb_version" "${args[@]}"
   exit
