@@ -32,9 +32,11 @@ start_mariadb() {
   done
   local mariadbd
   mariadbd=$(command -v mariadbd || echo /usr/sbin/mariadbd)
-  mkdir -p "$mariadb_dir/data"
-  mariadb-install-db --no-defaults --datadir="$mariadb_dir/data" --auth-root-authentication-method=normal \
-    --skip-test-db > "$mariadb_dir/install.log" 2>&1 ||
+  # A tmpdir of its own: a server starting next to ours (another bench, a test fixture)
+  # must not find our temporary tables in the shared /tmp, nor we theirs.
+  mkdir -p "$mariadb_dir/data" "$mariadb_dir/tmp"
+  mariadb-install-db --no-defaults --datadir="$mariadb_dir/data" --tmpdir="$mariadb_dir/tmp" \
+    --auth-root-authentication-method=normal --skip-test-db > "$mariadb_dir/install.log" 2>&1 ||
     { echo "mariadb-install-db failed:" >&2; tail -n 20 "$mariadb_dir/install.log" >&2; exit 1; }
   # A free port: try random ones until the server stays up and answers on its socket
   # (a taken port makes mariadbd exit at once).
@@ -42,8 +44,8 @@ start_mariadb() {
   for ((attempt = 0; attempt < 10; attempt++)); do
     candidate=$((20000 + RANDOM % 40000))
     : > "$mariadb_dir/error.log"
-    "$@" "$mariadbd" --no-defaults --user="$(id -un)" --datadir="$mariadb_dir/data" --socket="$mariadb_dir/sock" \
-      --pid-file="$mariadb_dir/pid" --log-error="$mariadb_dir/error.log" --port="$candidate" \
+    "$@" "$mariadbd" --no-defaults --user="$(id -un)" --datadir="$mariadb_dir/data" --tmpdir="$mariadb_dir/tmp" \
+      --socket="$mariadb_dir/sock" --pid-file="$mariadb_dir/pid" --log-error="$mariadb_dir/error.log" --port="$candidate" \
       --bind-address=127.0.0.1 --skip-name-resolve --max-connections="${MARIADB_MAX_CONNECTIONS:-2048}" \
       --back-log=2048 --innodb-buffer-pool-size=64M --innodb-log-file-size=32M \
       --innodb-flush-log-at-trx-commit=2 --skip-log-bin --performance-schema=OFF > /dev/null 2>&1 &
