@@ -23,31 +23,15 @@ while (($#)); do
 done
 bin=$build_dir/bench/fiberloop_mariadb_wait_ways
 [[ -x $bin ]] || cmake --build "$build_dir" --target fiberloop_mariadb_wait_ways > /dev/null
-export PATH=$PATH:/usr/sbin
-for tool in mariadb-install-db mariadbd mariadb; do
-  command -v $tool > /dev/null || { echo "$tool is missing: apt-get install mariadb-server" >&2; exit 1; }
-done
-
-source "$repo/bench/scratch.sh"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-small=(--innodb-buffer-pool-size=64M --skip-log-bin --skip-name-resolve --performance-schema=OFF)
-mariadb-install-db --no-defaults --datadir="$tmp/data" --auth-root-authentication-method=normal --skip-test-db \
-  "${small[@]}" > "$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; exit 1; }
-taskset -c 0 mariadbd --no-defaults --user=root --datadir="$tmp/data" --socket="$tmp/sock" --port="$port" \
-  --bind-address=127.0.0.1 --max-connections=500 "${small[@]}" > "$tmp/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 600); do
-  mariadb --no-defaults -S "$tmp/sock" -uroot -e 'SELECT 1' > /dev/null 2>&1 && break
-  sleep 0.05
-done
-mariadb --no-defaults -S "$tmp/sock" -uroot -e "
-  CREATE DATABASE bench; CREATE USER 'bench'@'%' IDENTIFIED BY 'benchpw'; GRANT ALL ON bench.* TO 'bench'@'%';
-  CREATE TABLE bench.items (id INT PRIMARY KEY, name VARCHAR(64), qty BIGINT);
-  USE bench; INSERT INTO items SELECT seq, CONCAT('item-', seq), seq * 7 FROM seq_1_to_10000;" \
-  || { tail -n 30 "$tmp/server.log"; exit 1; }
+source "$repo/bench/scratch.sh"     # $tmp, $server_pid, stop_server
+source "$repo/bench/sql/mariadb.sh"  # start_mariadb, mariadb_sql
+start_mariadb taskset -c 0
+mariadb_sql "USE bench; CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(64), qty BIGINT);
+  INSERT INTO items SELECT seq, CONCAT('item-', seq), seq * 7 FROM seq_1_to_10000;" ||
+  { echo "could not create bench.items" >&2; exit 1; }
 
 client=(taskset -c 1 "$bin")
-args=("$port" bench benchpw bench)
+args=("$mariadb_port" bench bench bench)
 echo "== $rounds rounds of $seconds s; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 1; r <= rounds; r++)); do
   for fibers in 1 100; do
