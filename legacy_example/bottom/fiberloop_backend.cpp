@@ -3,6 +3,8 @@
 // and the loop serves the other requests meanwhile. One HttpClient (a pool of
 // kept-alive connections) for the loop; at most max_connections fetches in flight.
 //
+// With --inventory, the answers come from a database instead (sql_inventory_fibers.cpp).
+//
 // With --cache, cache-aside in front of it through one fiberloop::MemcacheClient on
 // the loop: its few pipelined connections carry every fiber's gets and sets.
 #include <memory>
@@ -14,6 +16,7 @@
 #include "../middle/backend.hpp"
 #include "backend_client.hpp"
 #include "cache_entry.hpp"
+#include "inventory_db.hpp"
 
 namespace legacy {
 namespace {
@@ -102,13 +105,18 @@ class Turn {
 }  // namespace
 
 void backend_start(const BackendConfig& config) {
-  g_state = std::make_unique<State>(config);
+  if (config.inventory_url.empty()) {
+    g_state = std::make_unique<State>(config);
+  } else {
+    inventory_db_start(config);
+  }
   if (!config.cache.empty()) g_cache = std::make_unique<Cache>(config);
 }
 
 void backend_stop() noexcept {
   g_cache.reset();
   g_state.reset();
+  inventory_db_stop();
 }
 
 namespace {
@@ -135,6 +143,8 @@ BackendReply ask_backend(const std::string& target) {
 
 }  // namespace
 
-BackendReply do_stuff(const std::string& target) { return cache_aside(g_cache.get(), target, ask_backend); }
+BackendReply do_stuff(const std::string& target) {
+  return cache_aside(g_cache.get(), target, g_state ? ask_backend : ask_inventory_db);
+}
 
 }  // namespace legacy

@@ -22,6 +22,15 @@
       threads and pool reading. Both servers hold keys and count the hits. A cache
       down (refused) or silent (never answers) costs nothing but time: the backend
       answers. A bad --cache is refused with exit 1.
+
+  check_example.py inventory --bin-dir DIR
+      --inventory sqlite:FILE: legacy_inventory_load fills a temporary SQLite file with
+      the backend's catalogue, and every variant, reading it through its SQL bottom
+      (blocking sqlite3 behind a hand-written pool; fiberloop::SqlDatabase), answers 40
+      orders byte-identically to legacy_threads in front of the HTTP backend, also with
+      60 clients at once. A row changed in the file changes every variant's answer the
+      same way; a sku missing from the table or a missing file is a 502; bad URLs and
+      --inventory with --backend are refused with exit 1.
 """
 import argparse
 import json
@@ -30,8 +39,11 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -414,6 +426,104 @@ def run_cache(args):
             m.stop()
 
 
+# ---- inventory ----------------------------------------------------------------------
+
+def answers_of(variant, argv, orders, clients=1):
+    """[(order, raw response)] from `variant` started with `argv`, the orders spread over
+    `clients` connections at once; exits 0 on SIGTERM."""
+    server = Server(argv, variant)
+    results, errors = [], []
+
+    def client(share):
+        try:
+            results.extend(zip(share, exchange(server.port, [get(o) for o in share])))
+        except OSError as e:
+            errors.append(f"{type(e).__name__}: {e}")
+
+    try:
+        shares = [orders[i::clients] for i in range(clients)]
+        threads = [threading.Thread(target=client, args=(share,)) for share in shares if share]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        check(server.terminate() == 0, f"{variant} {' '.join(argv[1:])}: no clean exit on SIGTERM")
+    check(not errors, f"{variant}: client errors {errors[:3]}")
+    return results
+
+
+def run_inventory(args):
+    bin_dir = Path(args.bin_dir).resolve()
+    with tempfile.TemporaryDirectory(prefix="legacy-inventory-") as tmp:
+        db = Path(tmp) / "inventory.db"
+        load = subprocess.run([str(bin_dir / "legacy_inventory_load"), f"sqlite:{db}", "--skus", "100000"],
+                              capture_output=True, text=True, timeout=60)
+        if not check(load.returncode == 0, f"legacy_inventory_load: exit {load.returncode}: {load.stderr[:300]}"):
+            return
+        with sqlite3.connect(db) as con:
+            check(con.execute("SELECT count(*), min(sku), max(sku) FROM inventory").fetchone() == (100000, 1, 100000),
+                  "legacy_inventory_load did not load skus 1..100000")
+        url = f"sqlite:{db}"
+
+        backend = Server([str(bin_dir / "legacy_backend"), "--port", "0", "--delay-ms", "1"], "legacy_backend")
+        try:
+            reference = dict(answers_of("legacy_threads", [str(bin_dir / "legacy_threads"), "--port", "0",
+                                                           "--backend", f"127.0.0.1:{backend.port}"], CACHED_ORDERS))
+        finally:
+            check(backend.terminate() == 0, "legacy_backend: no clean exit on SIGTERM")
+        for order in CACHED_ORDERS:
+            check(status_of(reference.get(order, b" 0")) == 200, f"reference {order}: {reference.get(order)!r:.120}")
+
+        # The database answers as the HTTP backend did, alone and with 60 clients at once.
+        for variant in VARIANTS:
+            argv = [str(bin_dir / variant), "--port", "0", "--inventory", url]
+            for clients in (1, 60):
+                orders = CACHED_ORDERS * (3 if clients > 1 else 1)
+                got = answers_of(variant, argv, orders, clients)
+                check(len(got) == len(orders), f"{variant} --inventory ({clients} clients): {len(got)} answers "
+                                               f"for {len(orders)} orders")
+                wrong = [(order, response) for order, response in got if response != reference[order]]
+                check(not wrong, f"{variant} --inventory ({clients} clients) answers {len(wrong)} orders unlike the "
+                                 f"HTTP backend, e.g. {wrong[0][0] if wrong else ''}:\n  "
+                                 f"{wrong[0][1][:200] if wrong else b''!r}\n  "
+                                 f"{reference[wrong[0][0]][:200] if wrong else b''!r}")
+
+        # The answers follow the table: a changed row, a missing row.
+        order, other = CACHED_ORDERS[0], CACHED_ORDERS[1]
+        lines = json.loads(body_of(reference[order]))["lines"]
+        changed, removed = lines[0]["sku"], json.loads(body_of(reference[other]))["lines"][0]["sku"]
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE inventory SET stock = 0, price_cents = 4321 WHERE sku = ?", (changed,))
+            con.execute("DELETE FROM inventory WHERE sku = ?", (removed,))
+        answers = {}
+        for variant in VARIANTS:
+            got = dict(answers_of(variant, [str(bin_dir / variant), "--port", "0", "--inventory", url], [order, other]))
+            answers[variant] = got
+            if check(status_of(got.get(order, b" 0")) == 200, f"{variant}: {order} -> {got.get(order)!r:.120}"):
+                line = json.loads(body_of(got[order]))["lines"][0]
+                check(line["sku"] == changed and line["unit_cents"] == 4321 and line["available"] is False,
+                      f"{variant}: sku {changed} at 4321 cents and out of stock in the table, answered {line}")
+            check(status_of(got.get(other, b" 0")) == 502,
+                  f"{variant}: sku {removed} is not in the table: {other} -> {got.get(other)!r:.120}, want 502")
+        for variant in VARIANTS[1:]:
+            check(answers[variant].get(order) == answers[VARIANTS[0]].get(order),
+                  f"{variant} answers {order} from the changed table unlike {VARIANTS[0]}")
+
+        missing = f"sqlite:{Path(tmp) / 'no-such-dir' / 'inventory.db'}"
+        for variant in VARIANTS:
+            got = dict(answers_of(variant, [str(bin_dir / variant), "--port", "0", "--inventory", missing], [order]))
+            check(status_of(got.get(order, b" 0")) == 502,
+                  f"{variant} --inventory {missing}: {got.get(order)!r:.120}, want 502")
+            for bad in (["--inventory", "sqlite:"], ["--inventory", "sqlite::memory:"],
+                        ["--inventory", "postgres://h/db"], ["--inventory", "mysql://"],
+                        ["--inventory", "mysql://u@h:0/db"], ["--inventory", "mysql://u@h:/db"],
+                        ["--inventory", "mysql://u%zz@h/db"], ["--inventory", url, "--backend", "127.0.0.1:1"]):
+                rc = subprocess.run([str(bin_dir / variant), "--port", "0", *bad], capture_output=True,
+                                    timeout=5).returncode
+                check(rc == 1, f"{variant} {' '.join(bad)}: exit code {rc}, want 1")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="command", required=True)
@@ -424,9 +534,11 @@ def main():
     s.add_argument("--bin-dir", required=True)
     c = sub.add_parser("cache")
     c.add_argument("--bin-dir", required=True)
+    i = sub.add_parser("inventory")
+    i.add_argument("--bin-dir", required=True)
     args = ap.parse_args()
     started = time.monotonic()
-    {"middle": run_middle, "serve": run_serve, "cache": run_cache}[args.command](args)
+    {"middle": run_middle, "serve": run_serve, "cache": run_cache, "inventory": run_inventory}[args.command](args)
     print(f"{args.command}: {checks[0]} checks, {len(failures)} failure(s) in {time.monotonic() - started:.1f} s", flush=True)
     return 1 if failures else 0
 

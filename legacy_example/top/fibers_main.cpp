@@ -1,6 +1,6 @@
 // (c) The fiberloop top: one loop, a fiber per connection (so per request).
 //
-//   legacy_fibers --port P --backend HOST:PORT [--host 127.0.0.1]
+//   legacy_fibers --port P (--backend HOST:PORT | --inventory URL) [--host 127.0.0.1]
 //                  [--cache HOST:PORT[,HOST:PORT...]]
 //
 // fiberloop's HttpServer runs each connection on a fiber that reads requests and
@@ -31,8 +31,9 @@ fiberloop::HttpResponse serve_request(const fiberloop::HttpRequest& request) {
 
 int main(int argc, char** argv) {
   const legacy::Flags flags =
-      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache"},
-                          "--port P --backend HOST:PORT [--host 127.0.0.1] [--cache HOST:PORT[,HOST:PORT...]]");
+      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache", "inventory"},
+                          "--port P (--backend HOST:PORT | --inventory URL) [--host 127.0.0.1] "
+                          "[--cache HOST:PORT[,HOST:PORT...]]");
   const int signal_fd = legacy::stop_signal_fd();
   try {
     fiberloop::IOLoop loop;
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
     backend.host = flags.backend_host;
     backend.port = flags.backend_port;
     backend.cache = flags.cache;
+    backend.inventory_url = flags.inventory;
     legacy::backend_start(backend);
 
     fiberloop::HttpServerOptions options;
