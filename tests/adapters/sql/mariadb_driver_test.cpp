@@ -421,6 +421,19 @@ TEST_F(MariadbDriverTest, ResultOverMaxResultBytesFailsAndDiscardsTheConnection)
     }
     {
       auto c = db->connect(after(10s));
+      // A row far larger than the limit is refused as it arrives, never held whole
+      // (Connector/C's packet limit is the result limit plus 1 MiB).
+      try {
+        run(*c, "SELECT REPEAT('v', 3 * 1024 * 1024)");
+        ADD_FAILURE() << "a 3 MiB row passed a 10 kB limit";
+      } catch (const SqlError& e) {
+        // Connector/C drops the connection over it and says so as a lost connection.
+        EXPECT_EQ(e.code(), 2013) << e.what();
+      }
+      EXPECT_FALSE(c->usable());
+    }
+    {
+      auto c = db->connect(after(10s));
       // Through the text protocol as well (EXECUTE cannot be prepared).
       run(*c, "PREPARE big FROM 'SELECT REPEAT(''w'', 100) FROM seq_1_to_1000'");
       EXPECT_THROW(run(*c, "EXECUTE big"), SqlError);
