@@ -5,46 +5,27 @@
 //   legacy_backend --port P [--host 127.0.0.1] [--delay-ms 10]
 //
 // GET /inventory?sku=<n>[,<n>...] -> 200 {"items":[{"sku":n,"stock":s,"price_cents":p},...]}
-// (at most 50 skus, each 1..999999999); another path -> 404; bad skus -> 400.
+// (at most 50 skus, each 1..999999999); another path -> 404; bad skus -> 400: the
+// protocol of support/inventory_protocol.hpp, every sku in its catalogue.
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <optional>
-#include <string_view>
 #include <vector>
 
 #include <fiberloop/fiberloop.hpp>
 
 #include "../support/cli.hpp"
+#include "../support/inventory_protocol.hpp"
 
 namespace {
 
-std::optional<std::vector<std::uint64_t>> parse_skus(std::string_view query) {
-  if (query.substr(0, 4) != "sku=") return std::nullopt;
-  query.remove_prefix(4);
-  std::vector<std::uint64_t> skus;
-  while (true) {
-    const auto comma = query.find(',');
-    const std::string_view item = query.substr(0, comma);
-    std::uint64_t sku = 0;
-    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), sku);
-    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || sku == 0 || sku > 999'999'999 ||
-        skus.size() == 50)
-      return std::nullopt;
-    skus.push_back(sku);
-    if (comma == std::string_view::npos) return skus;
-    query.remove_prefix(comma + 1);
-  }
-}
-
-fiberloop::HttpResponse reply(int status, std::string body) {
+fiberloop::HttpResponse reply(legacy::inventory::Answer answer) {
   fiberloop::HttpResponse response;
-  response.status = status;
+  response.status = answer.status;
   response.headers.add("Content-Type", "application/json");
-  response.body = std::move(body);
+  response.body = std::move(answer.body);
   return response;
 }
 
@@ -61,20 +42,14 @@ int main(int argc, char** argv) {
     options.server_header = "legacy-backend";
     fiberloop::HttpServer server(
         [delay](const fiberloop::HttpRequest& request) {
-          if (request.method != "GET" || request.path != "/inventory") return reply(404, "{\"error\":\"not found\"}\n");
-          const auto skus = parse_skus(request.query);
-          if (!skus) return reply(400, "{\"error\":\"sku must be 1 to 50 numbers 1..999999999, comma-separated\"}\n");
+          namespace inventory = legacy::inventory;
+          if (request.method != "GET") return reply(inventory::not_found());
+          inventory::Request asked = inventory::parse_request(request.path, request.query);
+          if (asked.refusal) return reply(std::move(*asked.refusal));
           fiberloop::sleep_for(delay);  // the "database"
-          std::string body = "{\"items\":[";
-          for (std::size_t i = 0; i < skus->size(); ++i) {
-            const std::uint64_t sku = (*skus)[i];
-            if (i) body.push_back(',');
-            body.append("{\"sku\":").append(std::to_string(sku));
-            body.append(",\"stock\":").append(std::to_string(sku * 37 % 50));
-            body.append(",\"price_cents\":").append(std::to_string(199 + sku * 7919 % 9800)).append("}");
-          }
-          body.append("]}\n");
-          return reply(200, std::move(body));
+          std::vector<inventory::Item> items;
+          for (const std::int64_t sku : asked.skus) items.push_back(inventory::catalogue_item(sku));
+          return reply(inventory::found(asked.skus, items));
         },
         options);
     const auto port = server.listen(flags.port, flags.host);

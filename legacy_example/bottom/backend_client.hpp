@@ -2,7 +2,8 @@
 /// @file
 /// How a top sets up the bottom it links. Each bottom (blocking_backend.cpp,
 /// fiberloop_backend.cpp) defines these two functions and legacy::do_stuff()
-/// (middle/backend.hpp); the middle knows only do_stuff().
+/// (middle/backend.hpp); the middle knows only do_stuff(). With --inventory the
+/// bottom hands do_stuff() to its SQL half (inventory_db.hpp).
 
 #include <chrono>
 #include <cstddef>
@@ -34,11 +35,21 @@ struct BackendConfig {
   /// pooled cache connection too). Past it, or with a server down, the request goes
   /// to the backend: the cache never fails a request.
   std::chrono::milliseconds cache_timeout{100};
+
+  /// --inventory: the database (support/sql_url.hpp) that answers do_stuff() instead of
+  /// the HTTP backend, which is then not used (inventory_db.hpp); empty: the backend.
+  /// `timeout` bounds each call as for the backend: the wait for a connection, the
+  /// connect and the query.
+  std::string inventory_url;
+  /// Most connections to that database (so queries in flight); more callers wait for
+  /// one. Small, as database pools are: a server allows ~150 connections by default.
+  std::size_t sql_connections = 64;
 };
 
 /// Where do_stuff() goes. Call once before the first request. Blocking bottom: any
 /// thread, before the serving threads start. Fiberloop bottom: on the loop's thread,
-/// whose fibers then call do_stuff(). Throws BackendError when the host does not resolve.
+/// whose fibers then call do_stuff(). Throws BackendError when the host does not resolve
+/// or the inventory URL names no database.
 void backend_start(const BackendConfig& config);
 
 /// Releases the bottom's shared resources (fiberloop bottom: before its loop is destroyed).

@@ -8,6 +8,8 @@
 // would need 10 000 backend sockets on top of the 10 000 clients', past the
 // descriptor limit (20 000 here); the fiberloop bottom has the same cap.
 //
+// With --inventory, the answers come from a database instead (sql_inventory_blocking.cpp).
+//
 // With --cache, cache-aside in front of it through libmemcached, as a legacy server
 // would have it: one memcached_st configured once (weighted ketama, timeouts, dead
 // servers), cloned into a libmemcachedutil pool, since a memcached_st is not
@@ -21,11 +23,8 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include <boost/beast/core/flat_buffer.hpp>
@@ -36,7 +35,9 @@
 #include "../middle/backend.hpp"
 #include "../support/fd_stream.hpp"
 #include "backend_client.hpp"
+#include "blocking_pool.hpp"
 #include "cache_entry.hpp"
+#include "inventory_db.hpp"
 
 namespace legacy {
 namespace http = boost::beast::http;
@@ -51,6 +52,7 @@ struct Connection {
   int fd = -1;
   boost::beast::flat_buffer buffer;
 
+  bool is_open() const noexcept { return fd >= 0; }
   void close() noexcept {
     if (fd >= 0) ::close(fd);
     fd = -1;
@@ -59,71 +61,7 @@ struct Connection {
   ~Connection() { close(); }
 };
 
-// Hands connections out first come, first served: a thread that frees one gives it
-// to the longest waiter, so no thread starves while newcomers barge in.
-class Pool {
- public:
-  /// A connection (not yet connected when fd < 0), or BackendError at the deadline.
-  std::unique_ptr<Connection> acquire(std::chrono::steady_clock::time_point deadline) {
-    std::unique_lock lock(mutex_);
-    if (waiters_.empty()) {
-      if (!idle_.empty()) {
-        std::unique_ptr<Connection> c = std::move(idle_.back());
-        idle_.pop_back();
-        return c;
-      }
-      if (open_ < g_config.max_connections) {
-        ++open_;
-        return std::make_unique<Connection>();  // connected outside the lock
-      }
-    }
-    Waiter me;
-    waiters_.push_back(&me);
-    if (!me.handed_over.wait_until(lock, deadline, [&] { return me.connection != nullptr; })) {
-      std::erase(waiters_, &me);
-      throw BackendError("no backend connection free within " + std::to_string(g_config.timeout.count()) + " ms");
-    }
-    return std::move(me.connection);
-  }
-  void release(std::unique_ptr<Connection> c) noexcept {
-    std::lock_guard lock(mutex_);
-    if (!waiters_.empty()) {  // a closed one too: the waiter reconnects in its place
-      Waiter* next = waiters_.front();
-      waiters_.pop_front();
-      next->connection = std::move(c);
-      next->handed_over.notify_one();
-    } else if (c->fd >= 0) {
-      idle_.push_back(std::move(c));  // reserved in backend_start: cannot throw
-    } else {
-      --open_;
-    }
-  }
-  void reserve(std::size_t n) { idle_.reserve(n); }
-
- private:
-  struct Waiter {
-    std::condition_variable handed_over;
-    std::unique_ptr<Connection> connection;
-  };
-  std::mutex mutex_;
-  std::deque<Waiter*> waiters_;
-  std::vector<std::unique_ptr<Connection>> idle_;
-  std::size_t open_ = 0;  // idle, lent out, or being handed over
-};
-Pool g_pool;
-
-/// A connection lent by the pool for one call; given back however the call ends.
-class Lease {
- public:
-  explicit Lease(std::chrono::steady_clock::time_point deadline) : c_(g_pool.acquire(deadline)) {}
-  ~Lease() { g_pool.release(std::move(c_)); }
-  Lease(const Lease&) = delete;
-  Lease& operator=(const Lease&) = delete;
-  Connection& operator*() const noexcept { return *c_; }
-
- private:
-  std::unique_ptr<Connection> c_;
-};
+BlockingPool<Connection> g_pool("backend");  // first come, first served (blocking_pool.hpp)
 
 std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
 
@@ -155,7 +93,7 @@ int connect_with_timeout() {
 }
 
 BackendReply ask_backend(const std::string& target) {
-  const Lease lease(std::chrono::steady_clock::now() + g_config.timeout);
+  const PoolLease<Connection> lease(g_pool, std::chrono::steady_clock::now() + g_config.timeout);
   Connection& c = *lease;
   for (int attempt = 0;; ++attempt) {
     const bool reused = c.fd >= 0;
@@ -294,23 +232,32 @@ std::unique_ptr<Cache> g_cache;  // set before the serving threads start, reset 
 
 void backend_start(const BackendConfig& config) {
   g_config = config;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(config.port);
-  if (const int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found); rc != 0)
-    throw BackendError("cannot resolve backend host " + config.host + ": " + ::gai_strerror(rc));
-  std::memcpy(&g_address, found->ai_addr, found->ai_addrlen);
-  g_address_len = found->ai_addrlen;
-  ::freeaddrinfo(found);
-  g_host_header = config.host + ":" + port;
-  g_pool.reserve(config.max_connections);
+  if (!config.inventory_url.empty()) {
+    inventory_db_start(config);
+  } else {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const std::string port = std::to_string(config.port);
+    if (const int rc = ::getaddrinfo(config.host.c_str(), port.c_str(), &hints, &found); rc != 0)
+      throw BackendError("cannot resolve backend host " + config.host + ": " + ::gai_strerror(rc));
+    std::memcpy(&g_address, found->ai_addr, found->ai_addrlen);
+    g_address_len = found->ai_addrlen;
+    ::freeaddrinfo(found);
+    g_host_header = config.host + ":" + port;
+    g_pool.configure(config.max_connections, config.timeout);
+  }
   if (!config.cache.empty()) g_cache = std::make_unique<Cache>(config);
 }
 
-void backend_stop() noexcept { g_cache.reset(); }
+void backend_stop() noexcept {
+  g_cache.reset();
+  inventory_db_stop();
+}
 
-BackendReply do_stuff(const std::string& target) { return cache_aside(g_cache.get(), target, ask_backend); }
+BackendReply do_stuff(const std::string& target) {
+  return cache_aside(g_cache.get(), target, g_config.inventory_url.empty() ? ask_backend : ask_inventory_db);
+}
 
 }  // namespace legacy

@@ -5,7 +5,6 @@
 //
 // With --cache, cache-aside in front of it through one fiberloop::MemcacheClient on
 // the loop: its few pipelined connections carry every fiber's gets and sets.
-#include <deque>
 #include <memory>
 #include <optional>
 
@@ -35,8 +34,7 @@ struct State {
   // Turns to fetch cap the sockets (the process's descriptors are shared with the
   // clients' connections). A finished fetch hands its turn to the longest waiter
   // (FIFO): a newcomer cannot barge in, so no request starves behind later ones.
-  std::size_t in_flight = 0;
-  std::deque<fiberloop::Promise<void>*> waiting;
+  fiberloop::Semaphore turns{config.max_connections};
 };
 std::unique_ptr<State> g_state;  // the loop thread's (every call below runs on it)
 
@@ -87,38 +85,18 @@ class Cache {
 };
 std::unique_ptr<Cache> g_cache;  // the loop thread's, like g_state
 
+/// A turn to fetch, waited for until `deadline`, given back however the fetch ends.
 class Turn {
  public:
-  Turn(State& s, std::chrono::steady_clock::time_point deadline) : s_(s) {
-    if (s_.in_flight < s_.config.max_connections && s_.waiting.empty()) {
-      ++s_.in_flight;
-      return;
-    }
-    fiberloop::Promise<void> handed;
-    auto turn = handed.get_future();
-    s_.waiting.push_back(&handed);
-    try {
-      fiberloop::wait_for_future(turn, deadline - std::chrono::steady_clock::now());
-    } catch (const fiberloop::Error&) {  // TimeoutError, LoopClosed
-      if (turn.done()) return;  // handed over just as the wait ended: ours after all
-      std::erase(s_.waiting, &handed);
-      throw;
-    }
+  Turn(fiberloop::Semaphore& turns, std::chrono::steady_clock::time_point deadline) : turns_(turns) {
+    turns_.acquire(deadline - std::chrono::steady_clock::now());  // TimeoutError, LoopClosed
   }
-  ~Turn() {
-    if (s_.waiting.empty()) {
-      --s_.in_flight;
-      return;
-    }
-    fiberloop::Promise<void>* next = s_.waiting.front();
-    s_.waiting.pop_front();
-    next->set_value();
-  }
+  ~Turn() { turns_.release(); }
   Turn(const Turn&) = delete;
   Turn& operator=(const Turn&) = delete;
 
  private:
-  State& s_;
+  fiberloop::Semaphore& turns_;
 };
 
 }  // namespace
@@ -139,7 +117,7 @@ BackendReply ask_backend(const std::string& target) {
   State& s = *g_state;
   const auto deadline = std::chrono::steady_clock::now() + s.config.timeout;
   try {
-    Turn turn(s, deadline);
+    const Turn turn(s.turns, deadline);
     fiberloop::FetchOptions options;
     options.connect_timeout = s.config.timeout;
     options.request_timeout = deadline - std::chrono::steady_clock::now();

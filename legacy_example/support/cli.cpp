@@ -9,6 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <stdexcept>
+
+#include "sql_url.hpp"
 
 namespace legacy {
 namespace {
@@ -88,6 +91,13 @@ Flags parse_flags(int argc, char** argv, std::initializer_list<std::string_view>
         if (comma == std::string_view::npos) break;
         rest.remove_prefix(comma + 1);
       }
+    } else if (name == "inventory") {
+      try {
+        (void)parse_sql_url(value);
+      } catch (const std::invalid_argument& e) {
+        usage_error(program, e.what(), usage);
+      }
+      flags.inventory = value;
     } else if (name == "threads") {
       if (!parse_int(value, 1, 100000, number)) usage_error(program, bad + " (1-100000)", usage);
       flags.threads = static_cast<int>(number);
@@ -96,7 +106,10 @@ Flags parse_flags(int argc, char** argv, std::initializer_list<std::string_view>
       flags.delay_ms = static_cast<int>(number);
     }
   }
-  if (is_allowed("backend") && !have_backend) usage_error(program, "--backend HOST:PORT is required", usage);
+  if (have_backend && !flags.inventory.empty())
+    usage_error(program, "--backend and --inventory exclude each other: the inventory comes from one of them", usage);
+  if (is_allowed("backend") && !have_backend && flags.inventory.empty())
+    usage_error(program, "--backend HOST:PORT (or --inventory URL) is required", usage);
   return flags;
 }
 

@@ -24,14 +24,16 @@ struct Flags {
   std::string backend_host;        ///< --backend HOST:PORT
   std::uint16_t backend_port = 0;
   std::vector<HostPort> cache;     ///< --cache HOST:PORT[,HOST:PORT...]: memcached servers; empty: no cache
+  std::string inventory;           ///< --inventory URL (sql_url.hpp): the inventory from a database; empty: --backend
   int threads = 200;               ///< --threads (the pool)
   int delay_ms = 10;               ///< --delay-ms (the backend)
 };
 
 /// Parses `--name VALUE` and `--name=VALUE` for the names in `allowed` ("host", "port",
-/// "backend", "cache", "threads", "delay-ms"). A bad, unknown or missing flag (--backend is
-/// required when allowed) prints the problem and `usage` to stderr and exits 1;
-/// --help prints usage and exits 0.
+/// "backend", "cache", "inventory", "threads", "delay-ms"). A bad, unknown or missing flag
+/// (--backend is required when allowed, unless --inventory is given; the two exclude
+/// each other) prints the problem and `usage` to stderr and exits 1; --help prints
+/// usage and exits 0.
 Flags parse_flags(int argc, char** argv, std::initializer_list<std::string_view> allowed, std::string_view usage);
 
 /// Prints the one line the harness waits for, `listening on HOST:PORT`, and flushes.

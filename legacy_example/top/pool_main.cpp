@@ -1,7 +1,7 @@
 // (b) The legacy top with a fixed pool: N worker threads, blocking sockets.
 //
-//   legacy_pool --port P --backend HOST:PORT [--threads 200] [--host 127.0.0.1]
-//               [--cache HOST:PORT[,HOST:PORT...]]
+//   legacy_pool --port P (--backend HOST:PORT | --inventory URL) [--threads 200]
+//               [--host 127.0.0.1] [--cache HOST:PORT[,HOST:PORT...]]
 //
 // The acceptor queues connections; a worker serves one connection until it closes,
 // then takes the next, as classic pooled servers do. With more kept-alive
@@ -63,14 +63,16 @@ class ConnectionQueue {
 
 int main(int argc, char** argv) {
   const legacy::Flags flags = legacy::parse_flags(
-      argc, argv, {"host", "port", "backend", "threads", "cache"},
-      "--port P --backend HOST:PORT [--threads 200] [--host 127.0.0.1] [--cache HOST:PORT[,HOST:PORT...]]");
+      argc, argv, {"host", "port", "backend", "threads", "cache", "inventory"},
+      "--port P (--backend HOST:PORT | --inventory URL) [--threads 200] [--host 127.0.0.1] "
+      "[--cache HOST:PORT[,HOST:PORT...]]");
   const int signal_fd = legacy::stop_signal_fd();
   try {
     legacy::BackendConfig backend;
     backend.host = flags.backend_host;
     backend.port = flags.backend_port;
     backend.cache = flags.cache;
+    backend.inventory_url = flags.inventory;
     legacy::backend_start(backend);
 
     const int listen_fd = legacy::listen_tcp(flags.host, flags.port);

@@ -1,6 +1,6 @@
 // (a) The legacy top: a thread per connection, blocking sockets.
 //
-//   legacy_threads --port P --backend HOST:PORT [--host 127.0.0.1]
+//   legacy_threads --port P (--backend HOST:PORT | --inventory URL) [--host 127.0.0.1]
 //                  [--cache HOST:PORT[,HOST:PORT...]]
 //
 // Each accepted connection gets its own thread, which reads requests and calls the
@@ -39,14 +39,16 @@ void* serve_in_thread(void* arg) {
 
 int main(int argc, char** argv) {
   const legacy::Flags flags =
-      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache"},
-                          "--port P --backend HOST:PORT [--host 127.0.0.1] [--cache HOST:PORT[,HOST:PORT...]]");
+      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache", "inventory"},
+                          "--port P (--backend HOST:PORT | --inventory URL) [--host 127.0.0.1] "
+                          "[--cache HOST:PORT[,HOST:PORT...]]");
   const int signal_fd = legacy::stop_signal_fd();
   try {
     legacy::BackendConfig backend;
     backend.host = flags.backend_host;
     backend.port = flags.backend_port;
     backend.cache = flags.cache;
+    backend.inventory_url = flags.inventory;
     legacy::backend_start(backend);
 
     const int listen_fd = legacy::listen_tcp(flags.host, flags.port);

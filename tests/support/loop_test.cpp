@@ -47,3 +47,27 @@ std::string what_of(const std::exception_ptr& error) {
 }
 
 }  // namespace fiberloop::testing
+
+namespace fiberloop::testing {
+
+TimerRhythm::TimerRhythm(IOLoop& loop, std::chrono::milliseconds period)
+    : loop_(loop), period_(period), last_(std::chrono::steady_clock::now()) {
+  timer_ = loop_.call_later(period_, [this] { tick(); });
+}
+
+TimerRhythm::~TimerRhythm() { loop_.remove_timeout(timer_); }
+
+void TimerRhythm::tick() {
+  const auto now = std::chrono::steady_clock::now();
+  largest_ = std::max(largest_, now - last_);
+  last_ = now;
+  ++ticks_;
+  timer_ = loop_.call_later(period_, [this] { tick(); });
+}
+
+double TimerRhythm::largest_gap_ms() const {
+  const auto since_last = std::chrono::steady_clock::now() - last_;
+  return std::chrono::duration<double, std::milli>(std::max(largest_, since_last)).count();
+}
+
+}  // namespace fiberloop::testing

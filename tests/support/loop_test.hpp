@@ -59,3 +59,30 @@ std::string failure_of(Future<T> future) {
 }
 
 }  // namespace fiberloop::testing
+
+namespace fiberloop::testing {
+
+/// Ticks on `loop` every `period` while it lives (Thread: the loop's): a loop that
+/// something blocks shows as a long gap between two ticks.
+class TimerRhythm {
+ public:
+  TimerRhythm(IOLoop& loop, std::chrono::milliseconds period);
+  ~TimerRhythm();
+  TimerRhythm(const TimerRhythm&) = delete;
+  TimerRhythm& operator=(const TimerRhythm&) = delete;
+
+  /// The longest time between two ticks (or since the start), in milliseconds.
+  double largest_gap_ms() const;
+  std::size_t ticks() const noexcept { return ticks_; }
+
+ private:
+  void tick();
+  IOLoop& loop_;
+  std::chrono::milliseconds period_;
+  std::chrono::steady_clock::time_point last_;
+  std::chrono::steady_clock::duration largest_{};
+  std::size_t ticks_ = 0;
+  TimeoutHandle timer_;
+};
+
+}  // namespace fiberloop::testing

@@ -1,7 +1,8 @@
 #pragma once
 /// @file
 /// The whole core API of fiberloop: futures, the IOLoop and its fibers, waiting
-/// from synchronous code, executors, stack contexts, and the adapters (network, memcached).
+/// from synchronous code, a fiber-aware Semaphore, executors, stack contexts, and
+/// the adapters (network, memcached, SQL).
 
 #include <fiberloop/errors.hpp>
 #include <fiberloop/future.hpp>
@@ -9,6 +10,8 @@
 #include <fiberloop/memcache.hpp>
 #include <fiberloop/net.hpp>
 #include <fiberloop/run_blocking.hpp>
+#include <fiberloop/semaphore.hpp>
+#include <fiberloop/sql.hpp>
 #include <fiberloop/stack_context.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>

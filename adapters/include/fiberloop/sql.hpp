@@ -58,8 +58,9 @@ struct SqlPoolOptions {
   std::size_t max_connections = 8;
   std::chrono::nanoseconds acquire_timeout = std::chrono::seconds(5);  ///< TimeoutError past it
   std::chrono::nanoseconds query_timeout = std::chrono::seconds(30);   ///< TimeoutError past it
-  /// A result larger than this (the bytes of its values) fails with SqlError and
-  /// discards its connection, rather than filling memory.
+  /// A result larger than this (the bytes of its values) fails with SqlError rather
+  /// than filling memory (a MariaDB connection is then discarded: the rest of the
+  /// result is still on its way).
   std::size_t max_result_bytes = 64 * 1024 * 1024;
 };
 

@@ -330,12 +330,7 @@ Future<HttpResponse> HttpClient::fetch(const std::string& url, FetchOptions opti
   };
   // The loop may be gone (a client outliving its loop), or die on its thread while
   // another thread hands it the fetch: reach it through its anchor.
-  if (IOLoop* loop = detail::alive_on_this_thread(*impl_->anchor)) return loop->spawn(std::move(run));
-  std::lock_guard lock(impl_->anchor->lock);
-  if (!impl_->anchor->loop)
-    return make_exceptional_future<HttpResponse>(
-        std::make_exception_ptr(LoopClosed("HttpClient::fetch(): the client's IOLoop was destroyed")));
-  return impl_->anchor->loop->spawn(std::move(run));  // from another thread: queued with add_callback
+  return detail::spawn_on_loop(*impl_->anchor, std::move(run), "HttpClient::fetch()");
 }
 
 }  // namespace fiberloop

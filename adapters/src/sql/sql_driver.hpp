@@ -64,6 +64,9 @@ struct MariadbTarget {
   std::uint16_t port = 3306;
   std::string database;
 };
+/// The part of a mysql:// or mariadb:// URL after the scheme; std::invalid_argument
+/// (never quoting the URL: it may hold a password) when malformed.
+MariadbTarget parse_mariadb_url(std::string_view rest);
 std::unique_ptr<SqlDriver> make_mariadb_driver(MariadbTarget target, SqlDriverLimits limits, IOLoop& loop);
 
 }  // namespace fiberloop::detail

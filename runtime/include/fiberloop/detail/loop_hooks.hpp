@@ -6,8 +6,12 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <type_traits>
 
+#include <fiberloop/errors.hpp>
+#include <fiberloop/future.hpp>
 #include <fiberloop/io_loop.hpp>
 
 namespace fiberloop::detail {
@@ -38,5 +42,18 @@ IOLoop* alive_on_this_thread(LoopAnchor& anchor) noexcept;
 /// `fn` untouched, on the loop's thread or once the loop is gone, where the caller
 /// may do the work itself. Throws what add_callback() throws (`fn` is then lost).
 bool hand_to_loop_thread(LoopAnchor& anchor, std::function<void()>& fn);
+
+/// Spawns `fn` on the anchor's loop from any thread: directly on the loop's own
+/// thread, else queued there. Once the loop is gone, a future failed with LoopClosed
+/// ("`who`: its IOLoop was destroyed"). Thread: any.
+template <class F>
+auto spawn_on_loop(LoopAnchor& anchor, F&& fn, const char* who) -> Future<std::invoke_result_t<std::decay_t<F>&>> {
+  using R = std::invoke_result_t<std::decay_t<F>&>;
+  if (IOLoop* loop = alive_on_this_thread(anchor)) return loop->spawn(std::forward<F>(fn));
+  std::lock_guard lock(anchor.lock);
+  if (!anchor.loop)
+    return make_exceptional_future<R>(std::make_exception_ptr(LoopClosed(std::string(who) + ": its IOLoop was destroyed")));
+  return anchor.loop->spawn(std::forward<F>(fn));  // from another thread: queued with add_callback
+}
 
 }  // namespace fiberloop::detail
