@@ -2,9 +2,11 @@
 
 #include <mysql.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdlib.h>
 
 #include <cctype>
+#include <functional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -105,26 +107,52 @@ void MariadbServer::fail(const std::string& why) {
 
 void MariadbServer::install() {
   const std::string program = find_in_path("mariadb-install-db");
-  if (program.empty() || find_in_path("mariadbd").empty())
+  const std::string server = find_in_path("mariadbd");
+  if (program.empty() || server.empty())
     throw std::runtime_error(
         "MariadbServer: mariadb-install-db or mariadbd is not installed: install Debian's mariadb-server "
         "(apt-get install mariadb-server; tests/run.sh does)");
-  std::vector<std::string> args = {program, "--no-defaults", "--datadir=" + (dir_ / "data").string(),
-                                   "--auth-root-authentication-method=normal", "--skip-test-db"};
-  args.insert(args.end(), kSmallServer.begin(), kSmallServer.end());
-  process_.start(std::move(args));
-  const auto give_up = Clock::now() + kInstallTimeout;
-  for (;;) {
-    if (const auto how = process_.ended()) {
-      if (*how != "exited with status 0") fail("mariadb-install-db " + *how);
-      return;
+  // ctest runs each test in a process of its own, so a suite's server starts once per
+  // test: the installed directory (seconds of mariadb-install-db on a loaded machine) is
+  // made once beside the test binary and copied (tens of milliseconds). Its name says
+  // which server and options made it.
+  std::error_code error;
+  const std::filesystem::path binary_dir = std::filesystem::read_symlink("/proc/self/exe", error).parent_path();
+  std::string recipe = server + " " + std::to_string(std::filesystem::file_size(server, error));
+  for (const std::string& option : kSmallServer) recipe += " " + option;
+  const std::filesystem::path cached =
+      binary_dir / ("mariadb-datadir-" + std::to_string(std::hash<std::string>{}(recipe)));
+  if (!std::filesystem::exists(cached / "mysql")) {
+    // Installed under a name of its own and renamed: a concurrent test that loses the
+    // race throws its copy away.
+    const std::filesystem::path fresh =
+        binary_dir.empty() ? dir_ / "data"
+                           : binary_dir / (cached.filename().string() + ".installing-" + std::to_string(::getpid()));
+    std::vector<std::string> args = {program, "--no-defaults", "--datadir=" + fresh.string(),
+                                     "--auth-root-authentication-method=normal", "--skip-test-db"};
+    args.insert(args.end(), kSmallServer.begin(), kSmallServer.end());
+    process_.start(std::move(args));
+    const auto give_up = Clock::now() + kInstallTimeout;
+    while (true) {
+      if (const auto how = process_.ended()) {
+        if (*how != "exited with status 0") fail("mariadb-install-db " + *how);
+        break;
+      }
+      if (Clock::now() > give_up) {
+        process_.kill();
+        fail("mariadb-install-db did not finish within 60 s");
+      }
+      std::this_thread::sleep_for(milliseconds(10));
     }
-    if (Clock::now() > give_up) {
-      process_.kill();
-      fail("mariadb-install-db did not finish within 60 s");
+    if (binary_dir.empty()) return;  // no place for a copy to keep: this one is the server's
+    std::filesystem::rename(fresh, cached, error);
+    if (error) {
+      std::filesystem::remove_all(fresh, error);  // another test's came first
+      if (!std::filesystem::exists(cached / "mysql"))
+        fail("cannot keep the installed data directory as " + cached.string());
     }
-    std::this_thread::sleep_for(milliseconds(10));
   }
+  std::filesystem::copy(cached, dir_ / "data", std::filesystem::copy_options::recursive);
 }
 
 bool MariadbServer::launch() {

@@ -5,9 +5,11 @@
 // the server's Unix socket) to run SQL beside the code under test: KILL its
 // connections, read the process list.
 //
-// Start it once per test suite (SetUpTestSuite): it takes about a second. Its
-// constructor, admin() and destructor block the calling thread: call them outside
-// fibers, or through run_blocking() while the loop must keep serving.
+// Start it once per test suite (SetUpTestSuite); under ctest, which runs each test in
+// a process of its own, that is once per test: about a second (the installed data
+// directory is made once, kept beside the test binary, and copied). Its constructor,
+// admin() and destructor block the calling thread: call them outside fibers, or
+// through run_blocking() while the loop must keep serving.
 
 #include <chrono>
 #include <cstdint>
@@ -30,8 +32,9 @@ class MariadbServer {
   /// A result of admin(): rows of column texts (nullopt for NULL).
   using Rows = std::vector<std::vector<std::optional<std::string>>>;
 
-  /// Installs a data directory (mariadb-install-db), starts mariadbd and waits until it
-  /// accepts connections (60 s at most), then creates database() and user() with
+  /// Installs a data directory (mariadb-install-db; or copies the one installed before
+  /// beside the test binary), starts mariadbd and waits until it accepts connections
+  /// (60 s at most), then creates database() and user() with
   /// password() and every privilege on it. Throws std::runtime_error saying why when
   /// it cannot — the programs are missing (install Debian's mariadb-server), the
   /// install or the server failed (the tail of its log is in the message), it did

@@ -11,7 +11,6 @@
 #include <errmsg.h>
 #include <mysql.h>
 #include <mysqld_error.h>
-#include <netdb.h>
 #include <poll.h>
 
 #include <boost/context/detail/exception.hpp>
@@ -20,7 +19,6 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <list>
 #include <map>
@@ -28,7 +26,6 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -45,7 +42,6 @@ namespace fiberloop::detail {
 
 namespace {
 
-using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 /// Prepared statements kept per connection (the server allows 16 382 in all by default).
@@ -223,6 +219,11 @@ class MariadbConnection final : public SqlConnection {
   void read_text_rows(MYSQL_RES* rows, SqlResult* result, SqlDeadline deadline);
   void skip_further_results(MYSQL_STMT* stmt, SqlDeadline deadline);
   void count(std::size_t bytes);
+  /// Throws the SqlError of `stmt`'s last call (or, when Connector/C set none there, the
+  /// connection's: a lost connection or a packet too large is recorded on it).
+  [[noreturn]] void fail(MYSQL_STMT* stmt);
+  /// Throws the SqlError of the connection's last call.
+  [[noreturn]] void fail();
   [[noreturn]] void fail(unsigned code, const char* message);
   [[noreturn]] void timed_out();
 
@@ -289,6 +290,16 @@ bool MariadbConnection::still_open() noexcept {
   return ::poll(&ready, 1, 0) == 0;
 }
 
+void MariadbConnection::fail(MYSQL_STMT* stmt) {
+  if (mysql_stmt_errno(stmt) == 0) fail();
+  fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+}
+
+void MariadbConnection::fail() {
+  if (mysql_errno(mysql_) == 0) fail(CR_UNKNOWN_ERROR, "Connector/C failed without saying why");
+  fail(mysql_errno(mysql_), mysql_error(mysql_));
+}
+
 void MariadbConnection::fail(unsigned code, const char* message) {
   if (breaks_connection(code) || mysql_get_socket(mysql_) == kNoSocket) broken_ = true;
   throw_sql(*server_, code, message);
@@ -340,11 +351,11 @@ Statement& MariadbConnection::prepared(std::string_view sql, SqlDeadline deadlin
     return statements_.front();
   }
   MYSQL_STMT* stmt = mysql_stmt_init(mysql_);
-  if (!stmt) fail(mysql_errno(mysql_), mysql_error(mysql_));
+  if (!stmt) fail();
   try {
     if (run(deadline, [&] { return mysql_stmt_prepare(stmt, sql.data(), sql.size()); }) != 0) {
       const unsigned code = mysql_stmt_errno(stmt);
-      if (code != ER_UNSUPPORTED_PS) fail(code, mysql_stmt_error(stmt));
+      if (code != ER_UNSUPPORTED_PS) fail(stmt);
       close_at_once(std::exchange(stmt, nullptr));  // remembered as one to run as text
     }
   } catch (...) {
@@ -404,7 +415,7 @@ std::optional<SqlResult> MariadbConnection::execute_prepared(Statement& statemen
         },
         params[i]);
   }
-  if (!binds.empty() && mysql_stmt_bind_param(stmt, binds.data())) fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+  if (!binds.empty() && mysql_stmt_bind_param(stmt, binds.data())) fail(stmt);
   if (run(deadline, [&] { return mysql_stmt_execute(stmt); }) != 0) {
     const unsigned code = mysql_stmt_errno(stmt);
     if (code == CR_NEW_STMT_METADATA) {
@@ -413,7 +424,7 @@ std::optional<SqlResult> MariadbConnection::execute_prepared(Statement& statemen
       if (mysql_get_socket(mysql_) == kNoSocket) fail(code, "the connection was lost closing a changed statement");
       return std::nullopt;
     }
-    fail(code, mysql_stmt_error(stmt));
+    fail(stmt);
   }
   SqlResult result;
   try {
@@ -463,12 +474,12 @@ void MariadbConnection::read_rows(Statement& statement, SqlResult& result, SqlDe
       bind.buffer_length = column.text.size();
     }
   }
-  if (mysql_stmt_bind_result(stmt, statement.results.data())) fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+  if (mysql_stmt_bind_result(stmt, statement.results.data())) fail(stmt);
 
   for (;;) {
     const int rc = run(deadline, [&] { return mysql_stmt_fetch(stmt); });
     if (rc == MYSQL_NO_DATA) return;
-    if (rc != 0 && rc != MYSQL_DATA_TRUNCATED) fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+    if (rc != 0 && rc != MYSQL_DATA_TRUNCATED) fail(stmt);
     std::vector<SqlValue>& row = result.rows.emplace_back();
     row.reserve(width);
     for (unsigned i = 0; i < width; ++i) {
@@ -493,7 +504,7 @@ void MariadbConnection::read_rows(Statement& statement, SqlResult& result, SqlDe
         full.buffer = whole.data();
         full.buffer_length = whole.size();
         full.length = &length;
-        if (mysql_stmt_fetch_column(stmt, &full, i, 0)) fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+        if (mysql_stmt_fetch_column(stmt, &full, i, 0)) fail(stmt);
         whole.resize(std::min<unsigned long>(length, whole.size()));
         row.emplace_back(std::move(whole));
         continue;
@@ -508,7 +519,7 @@ void MariadbConnection::skip_further_results(MYSQL_STMT* stmt, SqlDeadline deadl
   // the rest are read (and counted) to keep the connection in step.
   while (mysql_stmt_more_results(stmt)) {
     const int rc = run(deadline, [&] { return mysql_stmt_next_result(stmt); });
-    if (rc > 0) fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+    if (rc > 0) fail(stmt);
     if (rc < 0) return;
     if (mysql_stmt_field_count(stmt) == 0) continue;
     std::vector<MYSQL_BIND> nothing(mysql_stmt_field_count(stmt));  // lengths only: no values copied
@@ -517,11 +528,11 @@ void MariadbConnection::skip_further_results(MYSQL_STMT* stmt, SqlDeadline deadl
       nothing[i].buffer_type = MYSQL_TYPE_STRING;
       nothing[i].length = &lengths[i];
     }
-    if (mysql_stmt_bind_result(stmt, nothing.data())) fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+    if (mysql_stmt_bind_result(stmt, nothing.data())) fail(stmt);
     for (;;) {
       const int fetched = run(deadline, [&] { return mysql_stmt_fetch(stmt); });
       if (fetched == MYSQL_NO_DATA) break;
-      if (fetched != 0 && fetched != MYSQL_DATA_TRUNCATED) fail(mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+      if (fetched != 0 && fetched != MYSQL_DATA_TRUNCATED) fail(stmt);
       for (const unsigned long length : lengths) count(length);
     }
   }
@@ -529,7 +540,7 @@ void MariadbConnection::skip_further_results(MYSQL_STMT* stmt, SqlDeadline deadl
 
 SqlResult MariadbConnection::execute_text(std::string_view sql, SqlDeadline deadline) {
   if (run(deadline, [&] { return mysql_real_query(mysql_, sql.data(), sql.size()); }) != 0)
-    fail(mysql_errno(mysql_), mysql_error(mysql_));
+    fail();
   SqlResult result;
   SqlResult* wanted = &result;  // the first result set's rows are returned, later ones only counted
   for (;;) {
@@ -540,7 +551,7 @@ SqlResult MariadbConnection::execute_text(std::string_view sql, SqlDeadline dead
       }
     } else {
       MYSQL_RES* rows = mysql_use_result(mysql_);  // rows are read one by one below
-      if (!rows) fail(mysql_errno(mysql_), mysql_error(mysql_));
+      if (!rows) fail();
       try {
         read_text_rows(rows, wanted, deadline);
       } catch (...) {
@@ -555,7 +566,7 @@ SqlResult MariadbConnection::execute_text(std::string_view sql, SqlDeadline dead
     }
     wanted = nullptr;
     const int rc = run(deadline, [&] { return mysql_next_result(mysql_); });
-    if (rc > 0) fail(mysql_errno(mysql_), mysql_error(mysql_));
+    if (rc > 0) fail();
     if (rc < 0) return result;
   }
 }
@@ -568,7 +579,7 @@ void MariadbConnection::read_text_rows(MYSQL_RES* rows, SqlResult* result, SqlDe
   for (;;) {
     const MYSQL_ROW row = run(deadline, [&] { return mysql_fetch_row(rows); });
     if (!row) {
-      if (mysql_errno(mysql_)) fail(mysql_errno(mysql_), mysql_error(mysql_));
+      if (mysql_errno(mysql_)) fail();
       return;
     }
     const unsigned long* lengths = mysql_fetch_lengths(rows);
@@ -623,8 +634,6 @@ std::vector<std::string> server_addresses(const Server& server, SqlDeadline dead
 
 std::unique_ptr<MariadbConnection> open_connection(const std::shared_ptr<const Server>& server,
                                                    const std::string& address, SqlDeadline deadline) {
-  static std::once_flag library;
-  std::call_once(library, [] { mysql_library_init(0, nullptr, nullptr); });
   MYSQL* mysql = mysql_init(nullptr);
   if (!mysql) throw std::bad_alloc();
   auto socket = std::make_unique<MariadbSocket>(*server->loop);
@@ -713,6 +722,12 @@ class MariadbDriver final : public SqlDriver {
 }  // namespace
 
 std::unique_ptr<SqlDriver> make_mariadb_driver(MariadbTarget target, SqlDriverLimits limits, IOLoop& loop) {
+  // Once per process, here rather than at the first connect on the loop: it reads
+  // /etc/services (getservbyname) and sets up the character sets.
+  static std::once_flag library;
+  std::call_once(library, [] {
+    if (mysql_library_init(0, nullptr, nullptr) != 0) throw std::runtime_error("mysql_library_init failed");
+  });
   auto server = std::make_shared<Server>();
   server->name = describe(target);
   server->target = std::move(target);

@@ -65,14 +65,20 @@ class MariadbDriverTest : public LoopTest {
   static MariadbServer::Rows admin(const std::string& sql) {
     return run_blocking([sql] { return server_->admin(sql); });
   }
+  /// The server's threads running a statement that contains `fragment`, asked on the
+  /// blocking pool.
+  static std::vector<std::int64_t> running(const std::string& fragment) {
+    return run_blocking([fragment] { return server_->running_statements(fragment); });
+  }
   /// Waits (1 ms steps, 10 s at most) until `done()`; false if it never was.
   template <class F>
   static bool eventually(F done) {
-    for (int i = 0; i < 10000; ++i) {
-      if (done()) return true;
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (!done()) {
+      if (std::chrono::steady_clock::now() > give_up) return false;
       sleep_for(1ms);
     }
-    return done();
+    return true;
   }
 
   static MariadbServer* server_;
@@ -317,7 +323,7 @@ TEST_F(MariadbDriverTest, StatementTimeoutFailsInTimeAndTheQueryIsKilledOnTheSer
     EXPECT_FALSE(c->still_open());
     // KILL QUERY stops it well before its 5 s are over (the bound leaves room for a slow
     // machine; without the KILL it runs on for 4.8 s).
-    const bool gone = eventually([] { return server_->running_statements("slow_statement_marker").empty(); });
+    const bool gone = eventually([] { return running("slow_statement_marker").empty(); });
     EXPECT_TRUE(gone) << "the statement still runs on the server";
     EXPECT_LT(elapsed_ms(start), 4000) << "the statement ran to its end: it was not killed";
   });
@@ -331,6 +337,29 @@ TEST_F(MariadbDriverTest, StatementWithADeadlineAlreadyPastTimesOutAndKeepsTheCo
     EXPECT_TRUE(c->usable()) << "nothing was sent: the connection is as it was";
     EXPECT_EQ(as<std::int64_t>(run(*c, "SELECT 1").rows.at(0).at(0)), 1);
   });
+}
+
+TEST_F(MariadbDriverTest, ALoopDestroyedDuringAStatementUnwindsItsFiber) {
+  bool unwound = false;
+  {
+    IOLoop loop;
+    auto db = detail::make_mariadb_driver(server_->target(), {}, loop);
+    (void)loop.spawn([&] {
+      auto c = db->connect(after(10s));
+      try {
+        c->execute("SELECT SLEEP(5) AS unwind_marker", {}, after(10s));
+      } catch (const LoopClosed&) {
+        unwound = true;
+        EXPECT_FALSE(c->usable());
+        throw;
+      }
+    });
+    // Runs the loop until the statement is on the server, then destroys it.
+    loop.run_sync([] {
+      EXPECT_TRUE(eventually([] { return !running("unwind_marker").empty(); }));
+    });
+  }
+  EXPECT_TRUE(unwound) << "the statement's wait did not end with LoopClosed";
 }
 
 TEST_F(MariadbDriverTest, KillOfAnIdleConnectionIsSeenWithoutARoundTrip) {
@@ -352,7 +381,7 @@ TEST_F(MariadbDriverTest, KillDuringAQueryFailsItAndTheConnectionIsUnusable) {
     auto c = db->connect(after(10s));
     const auto id = as<std::int64_t>(run(*c, "SELECT CONNECTION_ID()").rows.at(0).at(0));
     Future<void> killer = loop_.spawn([&] {
-      EXPECT_TRUE(eventually([] { return !server_->running_statements("kill_me_marker").empty(); }));
+      EXPECT_TRUE(eventually([] { return !running("kill_me_marker").empty(); }));
       admin("KILL CONNECTION " + std::to_string(id));
     });
     try {
@@ -388,6 +417,26 @@ TEST_F(MariadbDriverTest, ResultOverMaxResultBytesFailsAndDiscardsTheConnection)
       auto c = db->connect(after(10s));
       // One value longer than the column buffer and the limit.
       EXPECT_THROW(run(*c, "SELECT REPEAT('y', 50000)"), SqlError);
+      EXPECT_FALSE(c->usable());
+    }
+    {
+      auto c = db->connect(after(10s));
+      // A row far larger than the limit is refused as it arrives, never held whole
+      // (Connector/C's packet limit is the result limit plus 1 MiB).
+      try {
+        run(*c, "SELECT REPEAT('v', 3 * 1024 * 1024)");
+        ADD_FAILURE() << "a 3 MiB row passed a 10 kB limit";
+      } catch (const SqlError& e) {
+        // Connector/C drops the connection over it and says so as a lost connection.
+        EXPECT_EQ(e.code(), 2013) << e.what();
+      }
+      EXPECT_FALSE(c->usable());
+    }
+    {
+      auto c = db->connect(after(10s));
+      // Through the text protocol as well (EXECUTE cannot be prepared).
+      run(*c, "PREPARE big FROM 'SELECT REPEAT(''w'', 100) FROM seq_1_to_1000'");
+      EXPECT_THROW(run(*c, "EXECUTE big"), SqlError);
       EXPECT_FALSE(c->usable());
     }
     {
@@ -443,14 +492,18 @@ TEST_F(MariadbDriverTest, PreparedStatementsAreCachedAndSurviveATableChange) {
 
 TEST_F(MariadbDriverTest, TheStatementCacheIsBoundedOnTheServer) {
   run_in_fiber([&] {
+    // The server's count of prepared statements, all sessions (earlier tests' closed
+    // sessions may still be letting theirs go: an upper bound, then).
+    const auto server_holds = [] {
+      return std::stoi(admin("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'").at(0).at(1).value());
+    };
+    const int before = server_holds();
     auto db = driver();
     auto c = db->connect(after(10s));
     for (int i = 0; i < 300; ++i)
       EXPECT_EQ(as<std::int64_t>(run(*c, "SELECT " + std::to_string(i)).rows.at(0).at(0)), i);
-    // Evicted statements are closed on the server: it holds at most the cache's 64.
-    const auto held = admin("SHOW GLOBAL STATUS LIKE 'Prepared_stmt_count'");
-    EXPECT_LE(std::stoi(held.at(0).at(1).value()), 64);
-    EXPECT_GE(std::stoi(held.at(0).at(1).value()), 1);
+    // Evicted statements are closed on the server: the connection holds the cache's 64.
+    EXPECT_LE(server_holds() - before, 64);
   });
 }
 
@@ -482,16 +535,16 @@ TEST_F(MariadbDriverTest, TheLoopKeepsItsRhythmWhile100FibersQuery) {
               EXPECT_EQ(as<std::int64_t>(r.rows.at(0).at(0)), id * 3);
               ++answered;
             }
-            // Statements that take 200 ms each: a loop blocked on them would miss 40 ticks.
-            if (f % 10 == 0) run(*c, "SELECT SLEEP(0.2)");
+            // Statements that take 1 s each: a loop blocked on one would miss 200 ticks.
+            if (f % 10 == 0) run(*c, "SELECT SLEEP(1)");
           }));
         }
         for (auto& f : fibers) wait_for_future(f);
         ticking = false;
         sleep_for(10ms);  // the last tick runs and stops
         EXPECT_EQ(answered, 2000u);
-        // Generous for a loaded machine and the sanitizers; a blocked loop gives >= 200.
-        EXPECT_LT(worst_gap_ms, 150) << "the loop was blocked";
+        // Generous for a loaded machine and the sanitizers; a blocked loop gives >= 1000.
+        EXPECT_LT(worst_gap_ms, 500) << "the loop was blocked";
       },
       60s);
 }
