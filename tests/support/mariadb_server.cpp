@@ -128,8 +128,11 @@ void MariadbServer::install() {
     const std::filesystem::path fresh =
         binary_dir.empty() ? dir_ / "data"
                            : binary_dir / (cached.filename().string() + ".installing-" + std::to_string(::getpid()));
+    // A tmpdir of its own: installs side by side in a shared /tmp delete each other's
+    // temporary tables ("Installation of system tables failed").
     std::vector<std::string> args = {program, "--no-defaults", "--datadir=" + fresh.string(),
-                                     "--auth-root-authentication-method=normal", "--skip-test-db"};
+                                     "--tmpdir=" + dir_.string(), "--auth-root-authentication-method=normal",
+                                     "--skip-test-db"};
     args.insert(args.end(), kSmallServer.begin(), kSmallServer.end());
     process_.start(std::move(args));
     const auto give_up = Clock::now() + kInstallTimeout;
