@@ -34,4 +34,8 @@ MariadbServer::Rows MariadbTest::admin(const std::string& sql) {
   return run_blocking([sql] { return server_->admin(sql); });
 }
 
+std::vector<std::int64_t> MariadbTest::running(const std::string& fragment) {
+  return run_blocking([fragment] { return server_->running_statements(fragment); });
+}
+
 }  // namespace fiberloop::testing

@@ -81,15 +81,15 @@ TEST_F(MariadbDatabaseTest, KilledConnectionsFailOnlyTheirOwnQueriesAndLaterOnes
   run_in_fiber([&] {
     SqlDatabase db(server_->url(), pool_of(4));
     // Four statements, one per connection; two of their connections are killed.
-    std::vector<Future<SqlResult>> running;
-    for (int i = 0; i < 4; ++i) running.push_back(db.query_async("SELECT SLEEP(1) AS killed_or_not_marker"));
-    ASSERT_TRUE(eventually([] { return server_->running_statements("killed_or_not_marker").size() == 4; }));
-    const std::vector<std::int64_t> ids = server_->running_statements("killed_or_not_marker");
+    std::vector<Future<SqlResult>> sleeping;
+    for (int i = 0; i < 4; ++i) sleeping.push_back(db.query_async("SELECT SLEEP(1) AS killed_or_not_marker"));
+    ASSERT_TRUE(eventually([] { return running("killed_or_not_marker").size() == 4; }));
+    const std::vector<std::int64_t> ids = running("killed_or_not_marker");
     admin("KILL CONNECTION " + std::to_string(ids[0]));
     admin("KILL CONNECTION " + std::to_string(ids[1]));
     int failed = 0;
     int succeeded = 0;
-    for (auto& f : running) {
+    for (auto& f : sleeping) {
       try {
         wait_for_future(f, 10s);
         ++succeeded;
@@ -142,7 +142,7 @@ TEST_F(MariadbDatabaseTest, QueryTimeoutFailsTheQueryDropsItsConnectionAndStopsI
     EXPECT_THROW(db.query("SELECT SLEEP(5) AS overdue_marker"), TimeoutError);
     EXPECT_LT(elapsed_ms(start), 2000.0);
     EXPECT_EQ(db.stats().open, 0u) << "its connection was discarded";
-    EXPECT_TRUE(eventually([] { return server_->running_statements("overdue_marker").empty(); }))
+    EXPECT_TRUE(eventually([] { return running("overdue_marker").empty(); }))
         << "the statement runs on at the server";
     EXPECT_LT(elapsed_ms(start), 4000.0) << "it ran to its end: it was not killed";
     EXPECT_EQ(integer(db.query("SELECT 7").rows[0][0]), 7);

@@ -13,8 +13,7 @@
 #include <fiberloop/run_blocking.hpp>
 
 #include "sql/sql_driver.hpp"
-#include "support/loop_test.hpp"
-#include "support/mariadb_server.hpp"
+#include "support/mariadb_test.hpp"
 
 namespace fiberloop::testing {
 namespace {
@@ -25,32 +24,8 @@ using detail::SqlDeadline;
 using detail::SqlDriver;
 using detail::SqlDriverLimits;
 
-class MariadbDriverTest : public LoopTest {
+class MariadbDriverTest : public MariadbTest {
  protected:
-  // One server for the suite: installing and starting it takes about a second.
-  static void SetUpTestSuite() {
-    try {
-      server_ = new MariadbServer();
-      std::printf("[ MariaDB  ] private server on port %u started in %lld ms\n", server_->port(),
-                  static_cast<long long>(server_->startup_time().count()));
-    } catch (const std::exception& e) {
-      startup_error_ = e.what();
-    }
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    server_ = nullptr;
-  }
-  void SetUp() override {
-    // Fails, never skips: a missing server is a broken test environment.
-    ASSERT_NE(server_, nullptr) << "the private MariaDB server did not start: " << startup_error_;
-  }
-  void TearDown() override {
-    // A timed-out statement's KILL QUERY runs on a fiber of its own: let it end.
-    for (int i = 0; i < 1000 && loop_.live_fibers() > 0; ++i) loop_.run_sync([] { sleep_for(10ms); });
-    LoopTest::TearDown();
-  }
-
   std::unique_ptr<SqlDriver> driver(SqlDriverLimits limits = {}) {
     return detail::make_mariadb_driver(server_->target(), limits, loop_);
   }
@@ -61,32 +36,7 @@ class MariadbDriverTest : public LoopTest {
   static SqlResult run(SqlConnection& c, std::string_view sql, std::vector<SqlValue> params = {}) {
     return c.execute(sql, params, after(10s));
   }
-  /// The admin session's answer, from a fiber: on the blocking pool, the loop running on.
-  static MariadbServer::Rows admin(const std::string& sql) {
-    return run_blocking([sql] { return server_->admin(sql); });
-  }
-  /// The server's threads running a statement that contains `fragment`, asked on the
-  /// blocking pool.
-  static std::vector<std::int64_t> running(const std::string& fragment) {
-    return run_blocking([fragment] { return server_->running_statements(fragment); });
-  }
-  /// Waits (1 ms steps, 10 s at most) until `done()`; false if it never was.
-  template <class F>
-  static bool eventually(F done) {
-    const auto give_up = std::chrono::steady_clock::now() + 10s;
-    while (!done()) {
-      if (std::chrono::steady_clock::now() > give_up) return false;
-      sleep_for(1ms);
-    }
-    return true;
-  }
-
-  static MariadbServer* server_;
-  static std::string startup_error_;
 };
-
-MariadbServer* MariadbDriverTest::server_ = nullptr;
-std::string MariadbDriverTest::startup_error_;
 
 template <class T>
 T as(const SqlValue& value) {
@@ -513,17 +463,7 @@ TEST_F(MariadbDriverTest, TheLoopKeepsItsRhythmWhile100FibersQuery) {
         auto db = driver();
         run(*db->connect(after(10s)), "CREATE TABLE points (id INT PRIMARY KEY, v BIGINT)");
         run(*db->connect(after(10s)), "INSERT INTO points SELECT seq, seq * 3 FROM seq_1_to_1000");
-        // A 5 ms timer: the largest gap between its runs says how long the loop was away.
-        bool ticking = true;
-        std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-        double worst_gap_ms = 0;
-        std::function<void()> tick = [&] {
-          const auto now = std::chrono::steady_clock::now();
-          worst_gap_ms = std::max(worst_gap_ms, std::chrono::duration<double, std::milli>(now - last).count());
-          last = now;
-          if (ticking) loop_.call_later(5ms, tick);
-        };
-        loop_.call_later(5ms, tick);
+        TimerRhythm rhythm(loop_, 5ms);  // the largest gap between its ticks: how long the loop was away
         std::vector<Future<void>> fibers;
         std::size_t answered = 0;
         for (int f = 0; f < 100; ++f) {
@@ -540,11 +480,9 @@ TEST_F(MariadbDriverTest, TheLoopKeepsItsRhythmWhile100FibersQuery) {
           }));
         }
         for (auto& f : fibers) wait_for_future(f);
-        ticking = false;
-        sleep_for(10ms);  // the last tick runs and stops
         EXPECT_EQ(answered, 2000u);
         // Generous for a loaded machine and the sanitizers; a blocked loop gives >= 1000.
-        EXPECT_LT(worst_gap_ms, 500) << "the loop was blocked";
+        EXPECT_LT(rhythm.largest_gap_ms(), 500) << "the loop was blocked";
       },
       60s);
 }
