@@ -1,5 +1,6 @@
 #include "sql_url.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 #include <stdexcept>
@@ -7,8 +8,10 @@
 namespace legacy {
 namespace {
 
+// Names the URL by its scheme only: the rest may hold a password.
 [[noreturn]] void bad_url(std::string_view url, std::string_view why) {
-  throw std::invalid_argument("bad database URL '" + std::string(url) + "': " + std::string(why) +
+  const std::string_view scheme = url.substr(0, std::min(url.find(':'), std::size_t{16}));
+  throw std::invalid_argument("bad database URL (" + std::string(scheme) + ":...): " + std::string(why) +
                               " (want sqlite:PATH or mysql://user:password@host:port/database)");
 }
 
