@@ -131,9 +131,10 @@ class SqlPool {
     return std::make_unique<SqlLease>(SqlLease{connections_->acquire(), options_.query_timeout, anchor_});
   }
 
+  /// Fiber: one of the loop's (the callers have checked).
   SqlResult query(std::string_view sql, std::span<const SqlValue> params) {
-    const std::unique_ptr<SqlLease> held = lease("SqlDatabase::query()");
-    return execute(*held, sql, params);
+    Connections::Lease connection = connections_->acquire();
+    return connection->execute(sql, params, deadline_after(options_.query_timeout));
   }
 
   static SqlResult execute(SqlLease& held, std::string_view sql, std::span<const SqlValue> params) {
