@@ -2,13 +2,17 @@
 // What fiberloop keeps per fiber. It rides in Boost.Fiber's properties slot, so the
 // running fiber finds it in one pointer load, and Boost deletes it with the context.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <source_location>
 #include <typeinfo>
 
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
 
+#include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/io_loop.hpp>
 
 namespace fiberloop::detail {
@@ -43,11 +47,22 @@ class FiberWait {
   FiberWait() noexcept;
   /// Thread: any. Makes the fiber ready unless it was already woken.
   bool wake() noexcept;
+  /// Whether wake() has won (the fiber is ready to resume). Owner thread.
+  bool woken() const noexcept { return ctx_->waker_epoch_.load(std::memory_order_relaxed) != epoch_; }
 
  private:
   boost::fibers::context* ctx_;
   LoopScheduler* scheduler_;  // of the fiber's thread; lives as long as the thread
   std::size_t epoch_;
+};
+
+/// What a suspended fiber waits on, kept on its stack for IOLoop::dump().
+struct WaitSite {
+  const char* what;                    // "wait_for_future()", "sleep_for()", ...
+  const std::source_location* where;   // the waiting caller's line, if known
+  const WaitLabel* label;              // an adapter's words for it, if any
+  std::chrono::steady_clock::time_point since;  // as of the loop iteration it began in
+  std::optional<std::chrono::steady_clock::time_point> until;  // when the wait times out
 };
 
 class FiberRecord final : public boost::fibers::fiber_properties {
@@ -68,6 +83,9 @@ class FiberRecord final : public boost::fibers::fiber_properties {
   std::unique_ptr<FiberTask> task;
   std::uint64_t id;
   FiberWait* wait = nullptr;  // set while suspended in a fiberloop wait
+  const WaitSite* site = nullptr;  // what that wait is, for dump()
+  const WaitLabel* label = nullptr;  // the innermost active WaitLabel
+  boost::fibers::context* ctx = nullptr;  // set when the fiber first runs
   FiberLocals locals;  // saved while the fiber is switched out
   FiberRecord* prev_live = nullptr;  // the loop's list of unfinished fibers
   FiberRecord* next_live = nullptr;

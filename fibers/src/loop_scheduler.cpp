@@ -112,7 +112,7 @@ context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
 
 void LoopScheduler::swap_fiber_locals(context* self, context* next) noexcept {
   FiberLocals* out = locals_of(self);
-  FiberLocals* in = locals_of(next);
+  FiberLocals* in = locals_of_next(next);
   auto* live = reinterpret_cast<ExceptionState*>(abi::__cxa_get_globals());
   out->exceptions = *live;
   *live = in->exceptions;
@@ -140,6 +140,14 @@ FiberLocals* LoopScheduler::locals_of(context* ctx) noexcept {
   if (ctx->is_context(type::dispatcher_context)) return &dispatcher_locals_;
   if (FiberRecord* record = FiberRecord::of(ctx)) return &record->locals;
   return &unowned_locals_;
+}
+
+FiberLocals* LoopScheduler::locals_of_next(context* ctx) noexcept {
+  if (FiberRecord* record = FiberRecord::of(ctx)) {
+    if (record->loop) LoopInternals::counters(*record->loop).fiber_slice_began();
+    return &record->locals;
+  }
+  return locals_of(ctx);
 }
 
 #if defined(__SANITIZE_THREAD__)
@@ -357,6 +365,7 @@ void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
     chain = ChainRef::adopt(named);
   }
   auto* record = new FiberRecord(loop_, *this, std::move(task), next_id_++);
+  ++LoopInternals::counters(loop_).fibers_created;
   record->locals.chain = chain.release();
   record->next_live = live_head_;
   if (live_head_) live_head_->prev_live = record;
@@ -396,6 +405,7 @@ void LoopFibers::run_fiber(FiberRecord* record) {
       if (ContextNode* chain = std::exchange(tls_active_chain, nullptr)) chain->release();
     }
   } finish{record};
+  record->ctx = context::active();
   if (!record->loop || LoopInternals::closing(*record->loop)) {
     record->task->fail(std::make_exception_ptr(LoopClosed("the IOLoop was destroyed before this fiber started")));
     return;
@@ -406,6 +416,58 @@ void LoopFibers::run_fiber(FiberRecord* record) {
     throw;  // Boost.Context unwinding this stack: must propagate
   } catch (...) {
     record->task->fail(std::current_exception());
+  }
+}
+
+namespace {
+
+/// "+120 ms" / "-3 ms" from `now`.
+std::string relative_ms(std::chrono::steady_clock::time_point when, std::chrono::steady_clock::time_point now) {
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when - now).count();
+  std::string out = ms >= 0 ? "+" : "";  // appended, not `"+" + ...`: GCC 12 warns falsely there
+  out.append(std::to_string(ms)).append(" ms");
+  return out;
+}
+
+void describe_wait(std::string& out, const WaitSite& site, std::chrono::steady_clock::time_point now) {
+  if (site.label) {
+    out += site.label->what;
+    if (!site.label->detail.empty()) out.append(" ").append(site.label->detail);
+    if (site.label->fd >= 0) out += " fd " + std::to_string(site.label->fd);
+    out += " (";
+  }
+  out += site.what;
+  if (site.where) out = out + " at " + site.where->file_name() + ":" + std::to_string(site.where->line());
+  if (site.until) out += ", until " + relative_ms(*site.until, now);
+  if (site.label) out += ")";
+  out += ", for " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - site.since).count()) +
+         " ms";
+}
+
+}  // namespace
+
+void LoopFibers::dump(std::string& out, time_point now) const {
+  const FiberRecord* running = FiberRecord::current();
+  for (const FiberRecord* r = live_head_; r; r = r->next_live) {
+    out += "  fiber #" + std::to_string(r->id);
+    if (r->task && !r->task->name.empty()) out += " \"" + r->task->name + "\"";
+    const ContextNode* chain = r->locals.chain;
+    if (r == running) {
+      out += ": running";
+      chain = tls_active_chain;
+    } else if (!r->ctx) {
+      out += ": ready (not started)";
+    } else if (r->ctx->ready_is_linked() || (r->wait && r->wait->woken())) {
+      out += ": ready";
+    } else if (r->wait && r->site) {
+      out += ": suspended in ";
+      describe_wait(out, *r->site, now);
+    } else {
+      out += ": blocked outside fiberloop's waits (a Boost.Fiber primitive?)";
+    }
+    if (const DeadlineNode* deadline = deadline_of(chain)) out += "; deadline " + relative_ms(deadline->when, now);
+    if (std::string values = report_values_of(chain); !values.empty()) out += "; " + values;
+    out += "\n";
   }
 }
 

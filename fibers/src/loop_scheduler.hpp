@@ -85,6 +85,8 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   /// Bookkeeping for the switch from `self` to `next` that Boost makes next.
   context* switching(context* self, context* next) noexcept;
   FiberLocals* locals_of(context* ctx) noexcept;
+  /// locals_of() for the context about to run, counting the switch into a fiber.
+  FiberLocals* locals_of_next(context* ctx) noexcept;
   void swap_fiber_locals(context* self, context* next) noexcept;
 
   ReadyQueue unowned_;  // fibers with no loop: plain Boost.Fiber fibers, orphans
@@ -135,6 +137,7 @@ class LoopFibers final : public FiberDriver {
   time_point next_deadline() const noexcept override { return scheduler_.sleep_deadline(); }
   void close() noexcept override;
   std::size_t live_fibers() const noexcept override { return live_count_; }
+  void dump(std::string& out, time_point now) const override;
 
   /// A fiber of this loop, woken by close(), stays suspended until the job it waits
   /// for ends (wait.cpp); close() waits for it.

@@ -1,4 +1,5 @@
 #include <thread>
+#include <utility>
 
 #include <fiberloop/wait.hpp>
 
@@ -38,10 +39,28 @@ FiberRecord* waiting_fiber(const char* what) {
 }
 
 /// Suspends the running fiber until `wait` is woken.
-void suspend(FiberRecord& self, FiberWait& wait) noexcept {
+void suspend(FiberRecord& self, FiberWait& wait, const WaitSite& site) noexcept {
   self.wait = &wait;
+  self.site = &site;
   context::active()->suspend();
   self.wait = nullptr;
+  self.site = nullptr;
+}
+
+WaitSite site_of(FiberRecord& self, const char* what, const std::source_location* where,
+                 std::optional<steady_time> until) noexcept {
+  return {what, where, self.label, LoopInternals::counters(*self.loop).iteration_began, until};
+}
+
+/// The active Deadline, when it comes before `deadline` (none: never).
+std::optional<steady_time> earlier_deadline(std::optional<steady_time> deadline) noexcept {
+  const DeadlineNode* active = deadline_of(tls_active_chain);
+  if (!active || (deadline && *deadline <= active->when)) return std::nullopt;
+  return active->when;
+}
+
+[[noreturn]] void throw_deadline_passed(const char* what) {
+  throw TimeoutError(std::string(what) + ": the Deadline set for this work passed");
 }
 
 /// The fiber's loop is being destroyed while it waits for a ThreadPoolExecutor job,
@@ -70,12 +89,16 @@ void forbid_on_loop_thread(const char* what) {
                             "IOLoop::spawn() or IOLoop::run_sync(), or react to the future with add_done_callback().");
 }
 
-bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what) {
+bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what,
+                const std::source_location* where) {
   if (deadline == steady_time::max()) deadline.reset();  // a deadline that cannot come
+  const std::optional<steady_time> cut = earlier_deadline(deadline);
   FiberRecord* self = FiberRecord::current();
   if (!self) {
     forbid_on_loop_thread(what);
-    return state.wait_blocking(deadline);  // a plain thread blocks, done callback or not
+    if (state.wait_blocking(cut ? cut : deadline)) return true;  // a plain thread blocks, done callback or not
+    if (cut) throw_deadline_passed(what);
+    return false;
   }
   forbid_in_done_callback(what);
   if (!self->loop || LoopInternals::closing(*self->loop)) {
@@ -83,46 +106,62 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
     wait_out_job(*self, state);  // a job started by a fiber that caught LoopClosed, say
     return true;
   }
+  // A job may use this fiber's stack: the Deadline cannot cut its wait short. The
+  // fiber waits it out and then times out (run_blocking() refuses to start one late).
+  const bool cut_after_job = cut && state.job_result();
+  if (cut && !cut_after_job) deadline = cut;
   IOLoop& loop = *self->loop;
+  const WaitSite site = site_of(*self, what, where, deadline);
   for (;;) {
     FiberWait wait;
     FiberWaiter waiter(wait);
-    if (!state.link_waiter(waiter)) return true;
+    if (!state.link_waiter(waiter)) break;
     bool timed_out = false;
     TimeoutHandle timer;
     if (deadline) timer = loop.call_at(*deadline, [&wait, &timed_out] {
         timed_out = true;
         wait.wake();
       });
-    suspend(*self, wait);
+    suspend(*self, wait, site);
     state.unlink_waiter(waiter);  // also waits out a completer still notifying us
     if (deadline && !timed_out) loop.remove_timeout(timer);
-    if (state.done()) return true;
+    if (state.done()) break;
     if (!self->loop || LoopInternals::closing(loop)) {
       if (!state.job_result()) throw_loop_closed();
       wait_out_job(*self, state);
       return true;
     }
-    if (timed_out) return false;
+    if (timed_out) {
+      if (cut) throw_deadline_passed(what);
+      return false;
+    }
   }
+  if (cut_after_job && std::chrono::steady_clock::now() >= *cut) throw_deadline_passed(what);
+  return true;
 }
 
-void sleep_until(steady_time deadline) {
+void sleep_until(steady_time deadline, const std::source_location* where) {
+  const std::optional<steady_time> cut = earlier_deadline(deadline);
   FiberRecord* self = waiting_fiber("sleep_for()");
   if (!self) {
-    std::this_thread::sleep_until(deadline);
+    std::this_thread::sleep_until(cut ? *cut : deadline);
+    if (cut) throw_deadline_passed("sleep_for()");
     return;
   }
   forbid_in_done_callback("sleep_for()");
   IOLoop& loop = *self->loop;
+  const WaitSite site = site_of(*self, "sleep_for()", where, cut ? cut : std::optional<steady_time>(deadline));
   FiberWait wait;
   bool fired = false;
-  TimeoutHandle timer = loop.call_at(deadline, [&wait, &fired] {
+  TimeoutHandle timer = loop.call_at(cut ? *cut : deadline, [&wait, &fired] {
     fired = true;
     wait.wake();
   });
-  suspend(*self, wait);
-  if (fired) return;
+  suspend(*self, wait, site);
+  if (fired) {
+    if (cut) throw_deadline_passed("sleep_for()");
+    return;
+  }
   loop.remove_timeout(timer);
   throw_loop_closed();  // only closing the loop wakes a sleep early
 }
@@ -141,7 +180,23 @@ IOLoop* run_blocking_loop() {
   forbid_in_done_callback("run_blocking()");
   // A closing loop's pool takes no more jobs: say why, as a wait would.
   if (!self->loop || LoopInternals::closing(*self->loop)) throw_loop_closed();
+  // Nor does a Deadline that has passed: a job, once started, cannot be cut short.
+  if (const DeadlineNode* active = deadline_of(tls_active_chain); active && std::chrono::steady_clock::now() >= active->when)
+    throw_deadline_passed("run_blocking()");
   return self->loop;
+}
+
+WaitLabel::WaitLabel(const char* what_, std::string_view detail_) noexcept : what(what_), detail(detail_) {
+  if (FiberRecord* self = FiberRecord::current()) {
+    fiber_ = self;
+    outer_ = std::exchange(self->label, this);
+  }
+}
+
+WaitLabel::WaitLabel(const char* what_, int fd_) noexcept : WaitLabel(what_) { fd = fd_; }
+
+WaitLabel::~WaitLabel() {
+  if (fiber_) static_cast<FiberRecord*>(fiber_)->label = outer_;
 }
 
 void throw_timeout(const char* what, std::chrono::nanoseconds timeout) {

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <string>
 
 namespace fiberloop::detail {
 
@@ -26,6 +27,8 @@ class FiberDriver {
   virtual void close() noexcept = 0;
   /// Fibers of this loop that have not finished.
   virtual std::size_t live_fibers() const noexcept = 0;
+  /// Appends one line per live fiber to `out` (IOLoop::dump()). Loop thread only.
+  virtual void dump(std::string& out, time_point now) const = 0;
 };
 
 }  // namespace fiberloop::detail

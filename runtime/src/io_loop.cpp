@@ -12,6 +12,7 @@
 #include <fiberloop/thread_pool_executor.hpp>
 
 #include "loop_internals.hpp"
+#include "watchdog.hpp"
 
 namespace fiberloop {
 
@@ -293,6 +294,8 @@ void IOLoop::start() {
   } reset{this};
   do {
     const clock::time_point now = clock::now();
+    ++counters_.loop_iterations;
+    counters_.iteration_began = now;
     run_due_timers(now);
     run_callbacks();
     if (fibers_ && fibers_->has_work(now)) fibers_->run_pass(now);
@@ -340,6 +343,7 @@ void IOLoop::run_callbacks() {
   // next iteration, after I/O has been polled.
   std::size_t chained = 0;
   for (std::size_t i = 0; i < running_callbacks_.size(); ++i) {
+    counters_.callback_began();
     if (chained < running_chains_.size() && running_chains_[chained].index == i) {
       detail::run_in_chain(std::move(running_chains_[chained++].chain), running_callbacks_[i], "a callback");
     } else {
@@ -414,6 +418,7 @@ void IOLoop::run_due_timers(clock::time_point now) {
     slot.fn = nullptr;
     slot.id = 0;
     free_timer_slots_.push_back(entry.slot);
+    counters_.callback_began();
     detail::run_in_chain(std::move(chain), fn, "a timeout callback");
   }
   due_timers_.clear();
@@ -517,7 +522,9 @@ void IOLoop::poll_io(clock::time_point now) {
     }
   }
   epoll_event events[kMaxEventsPerPoll];
+  counters_.poll_began();
   const int n = poll_epoll(epoll_fd_, events, kMaxEventsPerPoll, timeout.tv_sec < 0 ? nullptr : &timeout);
+  counters_.poll_ended();
   if (sleeping) wakeup_->end_sleep();
   for (int i = 0; i < n; ++i) {
     const std::uint64_t token = events[i].data.u64;
@@ -534,6 +541,7 @@ void IOLoop::poll_io(clock::time_point now) {
     // Copy: the handler may add handlers (reallocating handlers_) or remove itself.
     auto fn = slot.fn;
     auto call = [&fn, fd, ready = from_epoll(events[i].events)] { fn(static_cast<int>(fd), ready); };
+    counters_.callback_began();
     detail::run_in_chain(slot.chain, call, "an fd handler");
   }
   removed_handlers_.clear();

@@ -36,6 +36,10 @@ struct LoopInternals {
     loop.report(std::move(error), where);
   }
   static bool on_owner_thread(const IOLoop& loop) noexcept;
+  static LoopCounters& counters(IOLoop& loop) noexcept { return loop.counters_; }
+  /// Sends a watchdog or stuck-loop report to the loop's report handler (default:
+  /// stderr). Thread: any (the watchdog's too).
+  static void emit_report(const IOLoop& loop, std::string_view report) noexcept;
   /// The anchor's loop if it is alive (or being destroyed: its fibers are unwinding)
   /// and owned by the calling thread (which alone may destroy it, so it stays alive
   /// while the caller uses it), else null.

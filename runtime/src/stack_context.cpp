@@ -1,5 +1,6 @@
 #include <cxxabi.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include <string>
 #include <typeinfo>
 
+#include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/detail/future_state.hpp>
 #include <fiberloop/stack_context.hpp>
 
@@ -158,7 +160,7 @@ void ContextNode::share_chain(ContextNode* node) noexcept {
 }
 
 std::uint64_t new_context_key() noexcept {
-  static std::atomic<std::uint64_t> next{ContextNode::kFiberNameKey + 1};
+  static std::atomic<std::uint64_t> next{ContextNode::kDeadlineKey + 1};
   return next.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -171,6 +173,20 @@ const char* fiber_name_of(const ContextNode* chain) noexcept {
     return name.empty() ? nullptr : name.c_str();
   }
   return nullptr;
+}
+
+std::string report_values_of(const ContextNode* chain) {
+  std::string out;
+  for (const ContextNode* node = chain; node; node = node->parent()) {
+    if (!(node->key() & ContextNode::kReportedBit)) continue;
+    bool shadowed = false;  // an inner value of the same ContextLocal was shown already
+    for (const ContextNode* inner = chain; inner != node; inner = inner->parent())
+      if (inner->key() == node->key()) shadowed = true;
+    if (shadowed) continue;
+    if (!out.empty()) out += ", ";
+    out += static_cast<const ReportedNode*>(node)->text;
+  }
+  return out;
 }
 
 void route_exception(ContextNode* chain, std::exception_ptr error, const char* where) noexcept {
@@ -203,5 +219,22 @@ ExceptionStackContext::ExceptionStackContext(std::function<bool(std::exception_p
 }
 
 ExceptionStackContext::~ExceptionStackContext() { detail::pop_context(node_); }
+
+Deadline::Deadline(std::chrono::nanoseconds from_now) : Deadline(detail::deadline_after(from_now)) {}
+
+Deadline::Deadline(clock::time_point at) {
+  // Nested deadlines take the earliest: the node holds it, so a wait reads one node.
+  if (const detail::DeadlineNode* outer = detail::deadline_of(detail::tls_active_chain)) at = std::min(at, outer->when);
+  node_ = static_cast<detail::DeadlineNode*>(detail::push_context(new detail::DeadlineNode(at)));
+}
+
+Deadline::~Deadline() { detail::pop_context(node_); }
+
+Deadline::clock::time_point Deadline::when() const noexcept { return node_->when; }
+
+std::optional<Deadline::clock::time_point> Deadline::current() noexcept {
+  if (const detail::DeadlineNode* node = detail::deadline_of(detail::tls_active_chain)) return node->when;
+  return std::nullopt;
+}
 
 }  // namespace fiberloop

@@ -70,4 +70,9 @@ void ThreadPoolExecutor::work() noexcept {
   }
 }
 
+std::size_t ThreadPoolExecutor::queued() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size();
+}
+
 }  // namespace fiberloop

@@ -30,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <source_location>
 #include <string>
 #include <type_traits>
 
@@ -42,8 +43,11 @@ namespace fiberloop {
 namespace detail {
 using steady_time = std::chrono::steady_clock::time_point;
 /// Waits for `state` as wait_for_future() documents; false when `deadline` passed.
-bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what);
-void sleep_until(steady_time deadline);
+/// An active Deadline (stack_context.hpp) that comes first ends the wait with
+/// TimeoutError instead. `where`: the waiting caller's line, for IOLoop::dump().
+bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what,
+                const std::source_location* where = nullptr);
+void sleep_until(steady_time deadline, const std::source_location* where = nullptr);
 /// The loop of the running fiber, or null outside fiberloop fibers.
 IOLoop* current_fiber_loop() noexcept;
 /// The loop whose pool run_blocking() uses: the running fiber's; null on a thread
@@ -75,18 +79,21 @@ class LoopTimeout {
 }  // namespace detail
 
 /// Waits for `f` and returns its value or rethrows its exception (see file comment).
+/// `where` names the caller in IOLoop::dump(); leave it defaulted. An active
+/// Deadline ends the wait with TimeoutError when it passes.
 template <class T>
-T wait_for_future(Future<T> f) {
-  if (!f.done()) detail::wait_state(*detail::state_of(f), std::nullopt, "wait_for_future()");
+T wait_for_future(Future<T> f, std::source_location where = std::source_location::current()) {
+  if (!f.done()) detail::wait_state(*detail::state_of(f), std::nullopt, "wait_for_future()", &where);
   return detail::take_result(f);
 }
 
 /// As wait_for_future(f), but throws TimeoutError when `timeout` passes first; `f`
 /// itself is left untouched and may still complete later.
 template <class T, class Rep, class Per>
-T wait_for_future(Future<T> f, std::chrono::duration<Rep, Per> timeout) {
+T wait_for_future(Future<T> f, std::chrono::duration<Rep, Per> timeout,
+                  std::source_location where = std::source_location::current()) {
   if (!f.done()) {
-    if (!detail::wait_state(*detail::state_of(f), detail::deadline_after(timeout), "wait_for_future()"))
+    if (!detail::wait_state(*detail::state_of(f), detail::deadline_after(timeout), "wait_for_future()", &where))
       detail::throw_timeout("wait_for_future()", detail::saturating_nanoseconds(timeout));
   }
   return detail::take_result(f);
@@ -102,9 +109,10 @@ Future<T> with_timeout(Future<T> f, std::chrono::duration<Rep, Per> timeout);
 /// or negative returns at once (after letting the loop turn), and a duration too
 /// long for the clock sleeps until the loop is destroyed (LoopClosed). Throws
 /// BlockingCallError on a loop's thread outside a fiber and in a done callback.
+/// An active Deadline that comes first ends the sleep with TimeoutError then.
 template <class Rep, class Per>
-void sleep_for(std::chrono::duration<Rep, Per> d) {
-  detail::sleep_until(detail::deadline_after(d));
+void sleep_for(std::chrono::duration<Rep, Per> d, std::source_location where = std::source_location::current()) {
+  detail::sleep_until(detail::deadline_after(d), &where);
 }
 
 /// True inside a fiber spawned on an IOLoop.

@@ -5,6 +5,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace fiberloop {
 
@@ -38,6 +39,18 @@ class LoopClosed : public Error {
 class ExecutorShutdown : public Error {
  public:
   using Error::Error;
+};
+
+/// run_sync() found its loop stuck (IOLoop::Options::throw_when_stuck): fibers
+/// suspended and nothing registered that could wake them. what() includes the dump.
+class StuckLoopError : public Error {
+ public:
+  StuckLoopError(const std::string& what, std::string dump) : Error(what), dump_(std::move(dump)) {}
+  /// IOLoop::dump() at the moment the loop was found stuck.
+  const std::string& dump() const noexcept { return dump_; }
+
+ private:
+  std::string dump_;
 };
 
 /// A blocking wait was attempted on a loop's thread outside any fiber, where it

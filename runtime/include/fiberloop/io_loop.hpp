@@ -21,12 +21,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/detail/context_chain.hpp>
+#include <fiberloop/detail/loop_counters.hpp>
 #include <fiberloop/detail/spin_lock.hpp>
 #include <fiberloop/future.hpp>
 
@@ -38,6 +40,7 @@ class IOLoop;
 namespace detail {
 class FiberDriver;
 class ThreadWakeup;
+class Watchdog;
 struct LoopInternals;
 void report_unhandled(IOLoop& loop, std::exception_ptr error, const std::string& where) noexcept;
 bool loop_closing(const IOLoop& loop) noexcept;
@@ -77,6 +80,31 @@ constexpr Events& operator|=(Events& a, Events b) noexcept { return a = a | b; }
 /// True when any of the bits of `e` is set.
 constexpr bool any(Events e) noexcept { return e != Events::none; }
 
+/// Counters of one loop, read with IOLoop::metrics(). Always on: each is a plain
+/// increment on the loop's thread.
+struct IOLoopMetrics {
+  std::size_t fibers_alive = 0;        // spawned and not finished
+  std::uint64_t fibers_created = 0;    // spawned since the loop was made
+  std::uint64_t context_switches = 0;  // switches into a fiber of this loop
+  std::uint64_t callbacks_run = 0;     // callbacks, timeouts and fd handlers run
+  std::size_t timers_pending = 0;      // timeouts added and not yet run or removed
+  std::uint64_t loop_iterations = 0;
+  /// The longest callback or fiber slice the watchdog saw (to its sampling step of
+  /// a quarter of watchdog_threshold); zero with the watchdog off.
+  std::chrono::nanoseconds longest_slice{0};
+  std::uint64_t watchdog_reports = 0;  // slices reported as blocking the loop
+  std::uint64_t stuck_reports = 0;     // probable deadlocks reported
+  std::size_t blocking_queue_depth = 0;  // run_blocking() jobs queued, not yet started
+  /// The deepest stack use seen per fiber name ("" for unnamed fibers), measured when
+  /// fibers of that name finish: size stacks (Options::stack_size) from it.
+  struct StackUse {
+    std::string fiber_name;
+    std::size_t high_water_bytes = 0;
+    std::uint64_t fibers_measured = 0;
+  };
+  std::vector<StackUse> stack_high_water;
+};
+
 /// Names a timeout of one loop so it can be removed. Copyable; a default-constructed
 /// handle names nothing, and a handle names nothing in any other loop (even one built
 /// later at the same address).
@@ -115,6 +143,19 @@ class IOLoop {
     /// Finished fibers' stacks kept warm per thread for reuse; a fresh stack costs
     /// a few syscalls and page faults, a pooled one about 0.2 µs.
     std::size_t pooled_stacks = 1024;
+
+    // ---- Diagnostics (docs/diagnostics.md) ----
+    /// 0: off. Else a watchdog thread reports any callback or fiber slice that holds
+    /// the loop longer than this, while it still blocks (fiber name, report values,
+    /// the loop thread's stack), and again with the total when it ends.
+    std::chrono::nanoseconds watchdog_threshold{0};
+    /// How long the loop may sit idle with fibers suspended and nothing registered
+    /// that could wake them (no timer, fd handler, callback or blocking job) before it
+    /// reports a probable deadlock with dump(). 0: never.
+    std::chrono::nanoseconds stuck_loop_grace = std::chrono::seconds(1);
+    /// With a stuck loop (above), run_sync throws StuckLoopError carrying the dump
+    /// instead of waiting on.
+    bool throw_when_stuck = false;
   };
 
   /// Creates a loop owned by the calling thread.
@@ -236,6 +277,20 @@ class IOLoop {
   /// Fibers spawned on this loop that have not finished.
   std::size_t live_fibers() const noexcept;
 
+  /// Every live fiber of this loop, one per line: its number and name, its state
+  /// (running, ready, suspended), what it waits on and where ("sleep_for until
+  /// +120 ms", "wait_for_future at handler.cpp:42", "memcached get 127.0.0.1:11211"),
+  /// since when, its remaining Deadline and its report values (ContextLocal). Owner
+  /// thread only.
+  std::string dump() const;
+  /// The loop's counters (IOLoopMetrics). Owner thread only.
+  IOLoopMetrics metrics() const;
+  /// Where watchdog and stuck-loop reports go (default: stderr; an empty function
+  /// restores it). The handler may be called from the watchdog's own thread while
+  /// the loop is blocked, so it must be thread-safe. Owner thread only.
+  using ReportHandler = std::function<void(std::string_view report)>;
+  void set_report_handler(ReportHandler handler);
+
  private:
   friend struct detail::LoopInternals;
   friend void detail::report_unhandled(IOLoop&, std::exception_ptr, const std::string&) noexcept;
@@ -301,6 +356,12 @@ class IOLoop {
   std::unique_ptr<detail::FiberDriver> fibers_;
   std::unique_ptr<ThreadPoolExecutor> blocking_executor_;
   UnhandledExceptionHandler unhandled_handler_;
+
+  // Diagnostics (docs/diagnostics.md).
+  detail::LoopCounters counters_;
+  mutable detail::SpinLock report_lock_;
+  std::shared_ptr<const ReportHandler> report_handler_;  // null: stderr; read by the watchdog's thread too
+  std::unique_ptr<detail::Watchdog> watchdog_;           // with Options::watchdog_threshold only
 };
 
 }  // namespace fiberloop

@@ -14,7 +14,12 @@
 
 #include <cstdint>
 #include <exception>
+#include <chrono>
 #include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -81,10 +86,15 @@ class NullContext {
 /// A value that follows the work it was set for, like Python's contextvars: each
 /// fiber, and each callback run later, sees the value set where it was spawned or
 /// registered. Two fibers never see each other's values. **Thread:** any.
+///
+/// Made with a report name (`ContextLocal<int> request_id("request_id")`), its values
+/// also appear in watchdog reports and IOLoop::dump() as `request_id=42`; T must then
+/// be printable with `operator<<` (formatted once, when set).
 template <class T>
 class ContextLocal {
  public:
   ContextLocal() noexcept : key_(detail::new_context_key()) {}
+  explicit ContextLocal(std::string_view report_name) : key_(detail::new_context_key()), report_name_(report_name) {}
   ContextLocal(const ContextLocal&) = delete;
   ContextLocal& operator=(const ContextLocal&) = delete;
 
@@ -92,19 +102,53 @@ class ContextLocal {
   /// set it lasts, and while the callback or fiber reading it runs. Costs a walk
   /// over the active contexts (usually a handful).
   const T* get() const noexcept {
-    for (const detail::ContextNode* node = detail::tls_active_chain; node; node = node->parent())
-      if (node->key() == key_) return &static_cast<const detail::ValueNode<T>*>(node)->value;
+    if (report_name_.empty()) {
+      for (const detail::ContextNode* node = detail::tls_active_chain; node; node = node->parent())
+        if (node->key() == key_) return &static_cast<const detail::ValueNode<T>*>(node)->value;
+    } else {
+      const std::uint64_t key = key_ | detail::ContextNode::kReportedBit;
+      for (const detail::ContextNode* node = detail::tls_active_chain; node; node = node->parent())
+        if (node->key() == key) return &static_cast<const detail::ReportedValueNode<T>*>(node)->value;
+    }
     return nullptr;
   }
 
   /// Makes get() return `value` until the returned scope is destroyed — here, and in
   /// everything registered or spawned meanwhile, whenever and wherever it runs.
   [[nodiscard]] ContextScope set(T value) {
-    return ContextScope(new detail::ValueNode<T>(key_, std::move(value)));
+    if (report_name_.empty()) return ContextScope(new detail::ValueNode<T>(key_, std::move(value)));
+    std::ostringstream text;
+    text << report_name_ << '=' << value;
+    return ContextScope(new detail::ReportedValueNode<T>(key_, std::move(text).str(), std::move(value)));
   }
 
  private:
   std::uint64_t key_;
+  std::string report_name_;  // empty: not shown in reports
+};
+
+/// Bounds every wait of the calling fiber (or thread) — and of the work and fibers
+/// it hands on, which capture the deadline like a stack context — in time: once it
+/// has passed, wait_for_future, sleep_for, run_blocking, stream reads and writes,
+/// HTTP fetches, memcached and SQL calls end with TimeoutError, whatever longer
+/// timeout they were given. Nested deadlines take the earliest. RAII, with the
+/// ordering rules of ExceptionStackContext. **Thread:** any.
+class Deadline {
+ public:
+  using clock = std::chrono::steady_clock;
+  explicit Deadline(std::chrono::nanoseconds from_now);
+  explicit Deadline(clock::time_point at);
+  ~Deadline();
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+  /// When this deadline (or an earlier outer one) comes.
+  clock::time_point when() const noexcept;
+  /// The deadline active here, if any.
+  static std::optional<clock::time_point> current() noexcept;
+
+ private:
+  detail::DeadlineNode* node_;
 };
 
 /// A copy of `fn` that, whenever and on whatever thread it is called, runs under the

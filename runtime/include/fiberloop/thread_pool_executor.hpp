@@ -55,6 +55,8 @@ class ThreadPoolExecutor {
   void shutdown(bool wait = true);
 
   std::size_t thread_count() const noexcept { return threads_.size(); }
+  /// Jobs queued and not yet started. Thread: any.
+  std::size_t queued() const;
 
  private:
   friend class IOLoop;
@@ -65,7 +67,7 @@ class ThreadPoolExecutor {
   void enqueue(std::unique_ptr<detail::ExecutorTask> task);
   void work() noexcept;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable work_available_;
   std::deque<std::unique_ptr<detail::ExecutorTask>> queue_;
   bool shutting_down_ = false;

@@ -11,7 +11,9 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <chrono>
 #include <functional>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -31,6 +33,9 @@ class ContextNode {
   /// key_: one of these, or a ContextLocal's key (from new_context_key()).
   static constexpr std::uint64_t kHandlerKey = 0;
   static constexpr std::uint64_t kFiberNameKey = 1;
+  static constexpr std::uint64_t kDeadlineKey = 2;
+  /// Set in the key of a ContextLocal's value that reports show (ReportedNode).
+  static constexpr std::uint64_t kReportedBit = std::uint64_t{1} << 63;
 
   explicit ContextNode(std::uint64_t key) noexcept : key_(key) {}
   ContextNode(const ContextNode&) = delete;
@@ -85,6 +90,40 @@ class ValueNode final : public ContextNode {
   ValueNode(std::uint64_t key, T v) : ContextNode(key), value(std::move(v)) {}
   const T value;
 };
+
+/// A value of a ContextLocal made with a report name: shown, as `text`
+/// ("request_id=42"), in watchdog reports and IOLoop::dump().
+class ReportedNode : public ContextNode {
+ public:
+  ReportedNode(std::uint64_t key, std::string report) : ContextNode(key | kReportedBit), text(std::move(report)) {}
+  const std::string text;
+};
+
+template <class T>
+class ReportedValueNode final : public ReportedNode {
+ public:
+  ReportedValueNode(std::uint64_t key, std::string report, T v)
+      : ReportedNode(key, std::move(report)), value(std::move(v)) {}
+  const T value;
+};
+
+/// A Deadline's link: `when` is already the earliest of it and the ones outside it.
+class DeadlineNode final : public ContextNode {
+ public:
+  explicit DeadlineNode(std::chrono::steady_clock::time_point at) noexcept : ContextNode(kDeadlineKey), when(at) {}
+  const std::chrono::steady_clock::time_point when;
+};
+
+/// The innermost (so earliest) deadline in `chain`, or null.
+inline const DeadlineNode* deadline_of(const ContextNode* chain) noexcept {
+  for (; chain; chain = chain->parent())
+    if (chain->key() == ContextNode::kDeadlineKey) return static_cast<const DeadlineNode*>(chain);
+  return nullptr;
+}
+
+/// "name=value, name=value" for the reported ContextLocal values in `chain`,
+/// innermost first, each key once.
+std::string report_values_of(const ContextNode* chain);
 
 /// The running fiber's (or, outside fibers, the thread's) chain; owns one reference.
 /// constinit: no dynamic initialisation, so reading it needs no TLS wrapper call.

@@ -1,0 +1,63 @@
+// IOLoop's diagnostics: metrics(), dump(), and where reports go.
+
+#include <cstdio>
+#include <string>
+
+#include <fiberloop/io_loop.hpp>
+#include <fiberloop/thread_pool_executor.hpp>
+
+#include "loop_internals.hpp"
+
+namespace fiberloop {
+
+IOLoopMetrics IOLoop::metrics() const {
+  check_owner("metrics");
+  IOLoopMetrics m;
+  m.fibers_alive = live_fibers();
+  m.fibers_created = counters_.fibers_created;
+  m.context_switches = counters_.context_switches;
+  m.callbacks_run = counters_.callbacks_run;
+  m.timers_pending = detail::LoopInternals::live_timers(*this);
+  m.loop_iterations = counters_.loop_iterations;
+  m.watchdog_reports = counters_.watchdog_reports.load(std::memory_order_relaxed);
+  m.longest_slice = std::chrono::nanoseconds(counters_.longest_slice_ns.load(std::memory_order_relaxed));
+  m.stuck_reports = counters_.stuck_reports;
+  m.blocking_queue_depth = blocking_executor_ ? blocking_executor_->queued() : 0;
+  return m;
+}
+
+std::string IOLoop::dump() const {
+  check_owner("dump");
+  std::string out = "fiberloop: IOLoop dump: " + std::to_string(live_fibers()) + " live fiber(s), " +
+                    std::to_string(detail::LoopInternals::live_timers(*this)) + " timer(s) pending\n";
+  if (fibers_) fibers_->dump(out, clock::now());
+  return out;
+}
+
+void IOLoop::set_report_handler(ReportHandler handler) {
+  check_owner("set_report_handler");
+  std::shared_ptr<const ReportHandler> installed;
+  if (handler) installed = std::make_shared<const ReportHandler>(std::move(handler));
+  std::lock_guard lock(report_lock_);
+  report_handler_ = std::move(installed);
+}
+
+void detail::LoopInternals::emit_report(const IOLoop& loop, std::string_view report) noexcept {
+  std::shared_ptr<const IOLoop::ReportHandler> handler;
+  {
+    std::lock_guard lock(loop.report_lock_);
+    handler = loop.report_handler_;
+  }
+  if (handler) {
+    try {
+      (*handler)(report);
+      return;
+    } catch (...) {
+      std::fputs("fiberloop: the report handler threw; the report follows on stderr\n", stderr);
+    }
+  }
+  std::fwrite(report.data(), 1, report.size(), stderr);
+  if (!report.empty() && report.back() != '\n') std::fputc('\n', stderr);
+}
+
+}  // namespace fiberloop
