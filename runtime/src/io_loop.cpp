@@ -5,7 +5,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <ctime>
+#include <string>
 #include <system_error>
+#include <utility>
 
 #include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/io_loop.hpp>
@@ -458,6 +460,7 @@ void IOLoop::add_handler(int fd, Events events, std::function<void(int, Events)>
   ++slot.generation;
   slot.fn = std::move(fn);
   slot.chain = detail::ChainRef::capture();
+  if (!slot.active) ++watched_fds_;
   slot.active = true;
 }
 
@@ -480,6 +483,7 @@ void IOLoop::remove_handler(int fd) {
   if (!slot.active) return;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);  // fails harmlessly if fd was closed
   slot.active = false;
+  --watched_fds_;
   // The handler may be the one running now: keep it alive until the poll phase ends.
   removed_handlers_.push_back({std::move(slot.fn), std::move(slot.chain)});
   slot.fn = nullptr;
@@ -497,19 +501,49 @@ clock::time_point IOLoop::next_wakeup() const noexcept {
   return next;
 }
 
+bool IOLoop::may_be_stuck() const {
+  // Nothing registered could wake a suspended fiber: no timer (checked by the
+  // caller), fd handler or blocking job. Another thread may still hold a Promise.
+  return options_.stuck_loop_grace > std::chrono::nanoseconds::zero() && !stuck_reported_ && watched_fds_ == 0 &&
+         live_fibers() > 0 && (!blocking_executor_ || blocking_executor_->in_flight() == 0);
+}
+
+void IOLoop::report_stuck() {
+  stuck_reported_ = true;  // once, until the loop does something again
+  ++counters_.stuck_reports;
+  const auto grace_ms = std::chrono::duration_cast<std::chrono::milliseconds>(options_.stuck_loop_grace).count();
+  std::string fibers = dump();
+  detail::LoopInternals::emit_report(
+      *this, "fiberloop: probable deadlock: the loop has been idle for " + std::to_string(grace_ms) +
+                 " ms with fibers suspended and nothing registered that could wake them (no timer, fd handler, "
+                 "callback or run_blocking job); only another thread completing a Promise still could.\n" +
+                 fibers);
+  if (options_.throw_when_stuck && run_sync_active_) {
+    stuck_dump_ = std::move(fibers);
+    stop();
+  }
+}
+
 void IOLoop::poll_io(clock::time_point now) {
   bool busy = has_ready_work(now);
+  if (busy) stuck_reported_ = false;
   if (busy && now - last_poll_ < kBusyPollInterval) return;
   last_poll_ = now;
 
   timespec timeout{0, 0};
   bool sleeping = false;
+  bool watching_for_stuck = false;
   if (!busy) {
     wakeup_->begin_sleep();  // pairs with ThreadWakeup::wake(): no wakeup is lost
     sleeping = true;
     if (!has_ready_work(now)) {
       const clock::time_point next = next_wakeup();
-      if (next == clock::time_point::max()) {
+      if (next == clock::time_point::max() && may_be_stuck()) {
+        watching_for_stuck = true;
+        const auto grace = options_.stuck_loop_grace;
+        timeout.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(grace).count();
+        timeout.tv_nsec = (grace - std::chrono::seconds(timeout.tv_sec)).count();
+      } else if (next == clock::time_point::max()) {
         timeout.tv_sec = -1;
       } else {
         // Compared first: a deadline far behind now (time_point::min()) would overflow.
@@ -526,6 +560,8 @@ void IOLoop::poll_io(clock::time_point now) {
   const int n = poll_epoll(epoll_fd_, events, kMaxEventsPerPoll, timeout.tv_sec < 0 ? nullptr : &timeout);
   counters_.poll_ended();
   if (sleeping) wakeup_->end_sleep();
+  if (n > 0) stuck_reported_ = false;
+  if (watching_for_stuck && n == 0) report_stuck();
   for (int i = 0; i < n; ++i) {
     const std::uint64_t token = events[i].data.u64;
     if (token == kWakeupToken) {
@@ -563,6 +599,11 @@ class StopLoopWhenDone final : public detail::Waiter {
 void IOLoop::run_until_done_(detail::FutureStateBase& state, std::optional<std::chrono::nanoseconds> timeout) {
   StopLoopWhenDone stopper(*this);
   if (!state.link_waiter(stopper)) stop();
+  struct RunSyncScope {
+    IOLoop& loop;
+    explicit RunSyncScope(IOLoop& l) : loop(l) { loop.run_sync_active_ = true; }
+    ~RunSyncScope() { loop.run_sync_active_ = false; }
+  } run_sync_scope(*this);
   bool timed_out = false;
   TimeoutHandle timer;
   if (timeout) timer = call_later(*timeout, [this, &timed_out] {
@@ -578,6 +619,13 @@ void IOLoop::run_until_done_(detail::FutureStateBase& state, std::optional<std::
   state.unlink_waiter(stopper);
   if (timeout) remove_timeout(timer);
   if (state.done()) return;
+  if (!stuck_dump_.empty()) {
+    std::string fibers = std::exchange(stuck_dump_, {});
+    throw StuckLoopError("run_sync(): the loop is stuck: its fibers wait for something nothing registered can "
+                         "bring (a Promise never set, a lock never released); they stay suspended. The dump:\n" +
+                             fibers,
+                         fibers);
+  }
   if (timed_out)
     throw TimeoutError("run_sync(): the function did not finish within " +
                        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(*timeout).count()) +

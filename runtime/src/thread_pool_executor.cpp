@@ -65,9 +65,18 @@ void ThreadPoolExecutor::work() noexcept {
       if (queue_.empty()) return;  // shutting down and drained
       task = std::move(queue_.front());
       queue_.pop_front();
+      ++running_;
     }
     task->run();
+    task.reset();  // the job's captures go before it stops counting as in flight
+    std::lock_guard lock(mutex_);
+    --running_;
   }
+}
+
+std::size_t ThreadPoolExecutor::in_flight() const {
+  std::lock_guard lock(mutex_);
+  return queue_.size() + running_;
 }
 
 std::size_t ThreadPoolExecutor::queued() const {

@@ -316,6 +316,8 @@ class IOLoop {
   void drop_pending_work() noexcept;
   bool drop_pending_callbacks() noexcept;
   void compact_timers();
+  bool may_be_stuck() const;
+  void report_stuck();
 
   Options options_;
   const std::uint32_t serial_;  // names this loop in its TimeoutHandles (never 0)
@@ -362,6 +364,10 @@ class IOLoop {
   mutable detail::SpinLock report_lock_;
   std::shared_ptr<const ReportHandler> report_handler_;  // null: stderr; read by the watchdog's thread too
   std::unique_ptr<detail::Watchdog> watchdog_;           // with Options::watchdog_threshold only
+  std::size_t watched_fds_ = 0;   // fds with an active handler
+  bool stuck_reported_ = false;   // a stuck-loop report went out; nothing happened since
+  bool run_sync_active_ = false;
+  std::string stuck_dump_;        // for run_sync to throw (Options::throw_when_stuck)
 };
 
 }  // namespace fiberloop

@@ -57,6 +57,8 @@ class ThreadPoolExecutor {
   std::size_t thread_count() const noexcept { return threads_.size(); }
   /// Jobs queued and not yet started. Thread: any.
   std::size_t queued() const;
+  /// Jobs queued or running. Thread: any.
+  std::size_t in_flight() const;
 
  private:
   friend class IOLoop;
@@ -70,6 +72,7 @@ class ThreadPoolExecutor {
   mutable std::mutex mutex_;
   std::condition_variable work_available_;
   std::deque<std::unique_ptr<detail::ExecutorTask>> queue_;
+  std::size_t running_ = 0;
   bool shutting_down_ = false;
   std::vector<std::thread> threads_;
 };
