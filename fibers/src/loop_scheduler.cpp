@@ -430,16 +430,15 @@ std::string relative_ms(std::chrono::steady_clock::time_point when, std::chrono:
 }
 
 void describe_wait(std::string& out, const WaitSite& site, std::chrono::steady_clock::time_point now) {
-  if (site.label) {
-    out += site.label->what;
-    if (!site.label->detail.empty()) out.append(" ").append(site.label->detail);
-    if (site.label->fd >= 0) out += " fd " + std::to_string(site.label->fd);
-    out += " (";
+  if (!site.label) out += site.what;
+  for (const WaitLabel* label = site.label; label; label = label->outer) {
+    if (label != site.label) out += ", in ";
+    out += label->what;
+    if (!label->detail.empty()) out.append(" ").append(label->detail);
+    if (label->fd >= 0) out += " fd " + std::to_string(label->fd);
   }
-  out += site.what;
   if (site.where) out = out + " at " + site.where->file_name() + ":" + std::to_string(site.where->line());
   if (site.until) out += ", until " + relative_ms(*site.until, now);
-  if (site.label) out += ")";
   out += ", for " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - site.since).count()) +
          " ms";
 }

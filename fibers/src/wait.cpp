@@ -189,14 +189,14 @@ IOLoop* run_blocking_loop() {
 WaitLabel::WaitLabel(const char* what_, std::string_view detail_) noexcept : what(what_), detail(detail_) {
   if (FiberRecord* self = FiberRecord::current()) {
     fiber_ = self;
-    outer_ = std::exchange(self->label, this);
+    outer = std::exchange(self->label, this);
   }
 }
 
 WaitLabel::WaitLabel(const char* what_, int fd_) noexcept : WaitLabel(what_) { fd = fd_; }
 
 WaitLabel::~WaitLabel() {
-  if (fiber_) static_cast<FiberRecord*>(fiber_)->label = outer_;
+  if (fiber_) static_cast<FiberRecord*>(fiber_)->label = outer;
 }
 
 void throw_timeout(const char* what, std::chrono::nanoseconds timeout) {

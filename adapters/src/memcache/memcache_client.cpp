@@ -15,6 +15,7 @@
 #include <unordered_set>
 
 #include <fiberloop/detail/loop_hooks.hpp>
+#include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/memcache.hpp>
 #include <fiberloop/net/tcp_stream.hpp>
 #include <fiberloop/stack_context.hpp>
@@ -525,40 +526,49 @@ Future<bool> MemcacheClient::touch_async(std::string key, Seconds ttl) {
                               [](MemcacheReply& reply) { return reply.done; });
 }
 
+namespace {
+/// The blocking faces: wait, labelled for IOLoop::dump() ("memcached get user:42").
+template <class T>
+T wait_labelled(const char* what, std::string_view key, Future<T> reply) {
+  const detail::WaitLabel label(what, key);
+  return wait_for_future(std::move(reply));
+}
+}  // namespace
+
 std::optional<MemcacheItem> MemcacheClient::get(std::string_view key) {
-  return wait_for_future(get_async(std::string(key)));
+  return wait_labelled("memcached get", key, get_async(std::string(key)));
 }
 std::unordered_map<std::string, MemcacheItem> MemcacheClient::get_multi(const std::vector<std::string>& keys) {
-  return wait_for_future(get_multi_async(keys));
+  return wait_labelled("memcached get_multi", {}, get_multi_async(keys));
 }
 bool MemcacheClient::set(std::string_view key, std::string_view value, std::uint32_t flags, Seconds ttl) {
-  return wait_for_future(set_async(std::string(key), std::string(value), flags, ttl));
+  return wait_labelled("memcached set", key, set_async(std::string(key), std::string(value), flags, ttl));
 }
 bool MemcacheClient::add(std::string_view key, std::string_view value, std::uint32_t flags, Seconds ttl) {
-  return wait_for_future(add_async(std::string(key), std::string(value), flags, ttl));
+  return wait_labelled("memcached add", key, add_async(std::string(key), std::string(value), flags, ttl));
 }
 bool MemcacheClient::replace(std::string_view key, std::string_view value, std::uint32_t flags, Seconds ttl) {
-  return wait_for_future(replace_async(std::string(key), std::string(value), flags, ttl));
+  return wait_labelled("memcached replace", key, replace_async(std::string(key), std::string(value), flags, ttl));
 }
 bool MemcacheClient::append(std::string_view key, std::string_view value) {
-  return wait_for_future(append_async(std::string(key), std::string(value)));
+  return wait_labelled("memcached append", key, append_async(std::string(key), std::string(value)));
 }
 bool MemcacheClient::prepend(std::string_view key, std::string_view value) {
-  return wait_for_future(prepend_async(std::string(key), std::string(value)));
+  return wait_labelled("memcached prepend", key, prepend_async(std::string(key), std::string(value)));
 }
 bool MemcacheClient::cas(std::string_view key, std::string_view value, std::uint64_t cas, std::uint32_t flags,
                          Seconds ttl) {
-  return wait_for_future(cas_async(std::string(key), std::string(value), cas, flags, ttl));
+  return wait_labelled("memcached cas", key, cas_async(std::string(key), std::string(value), cas, flags, ttl));
 }
-bool MemcacheClient::remove(std::string_view key) { return wait_for_future(remove_async(std::string(key))); }
+bool MemcacheClient::remove(std::string_view key) { return wait_labelled("memcached delete", key, remove_async(std::string(key))); }
 std::optional<std::uint64_t> MemcacheClient::incr(std::string_view key, std::uint64_t delta) {
-  return wait_for_future(incr_async(std::string(key), delta));
+  return wait_labelled("memcached incr", key, incr_async(std::string(key), delta));
 }
 std::optional<std::uint64_t> MemcacheClient::decr(std::string_view key, std::uint64_t delta) {
-  return wait_for_future(decr_async(std::string(key), delta));
+  return wait_labelled("memcached decr", key, decr_async(std::string(key), delta));
 }
 bool MemcacheClient::touch(std::string_view key, Seconds ttl) {
-  return wait_for_future(touch_async(std::string(key), ttl));
+  return wait_labelled("memcached touch", key, touch_async(std::string(key), ttl));
 }
 
 }  // namespace fiberloop

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <fiberloop/detail/loop_hooks.hpp>
+#include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/wait.hpp>
 
 namespace fiberloop::detail {
@@ -33,6 +34,7 @@ bool FdWaiter::wait(Events direction, std::chrono::steady_clock::time_point dead
   interest_ = wanted;
   slot = &promise;
   bool woke = false;
+  const WaitLabel label(what, fd_);
   try {
     woke = wait_state(*state_of(ready), deadline, what);
   } catch (...) {  // LoopClosed, or the fiber's forced unwind: nothing to swallow, only to unhook

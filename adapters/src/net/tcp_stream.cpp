@@ -23,6 +23,7 @@
 
 #include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/detail/loop_hooks.hpp>
+#include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>
@@ -167,6 +168,7 @@ struct TcpStream::Impl {
     set_interest(interest | dir);
     slot = &promise;
     bool woke = false;
+    const detail::WaitLabel label(what, fd);
     try {
       woke = detail::wait_state(*detail::state_of(ready), deadline.at(), what);
     } catch (...) {

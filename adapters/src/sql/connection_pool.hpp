@@ -19,8 +19,10 @@
 #include <vector>
 
 #include <fiberloop/detail/clock_math.hpp>
+#include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/errors.hpp>
 #include <fiberloop/semaphore.hpp>
+#include <fiberloop/stack_context.hpp>
 
 namespace fiberloop::detail {
 
@@ -100,8 +102,10 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<C>> {
   Lease acquire() {
     const Deadline deadline = deadline_after(acquire_timeout_);
     try {
+      const WaitLabel label("connection pool acquire", name_);
       permits_.acquire(acquire_timeout_);
     } catch (const TimeoutError&) {
+      if (const auto request = ::fiberloop::Deadline::current(); request && std::chrono::steady_clock::now() >= *request) throw;
       throw TimeoutError(name_ + ": no free connection within " + milliseconds(acquire_timeout_) +
                          " (all " + std::to_string(max_connections_) +
                          " in use: raise max_connections or acquire_timeout, or shorten what holds them)");

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include <fiberloop/detail/clock_math.hpp>
+#include <fiberloop/stack_context.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
 #include <fiberloop/wait.hpp>
 
@@ -262,7 +263,11 @@ auto MariadbConnection::run(SqlDeadline deadline, F&& call) -> decltype(call()) 
   }();
   if (wait_error) {
     broken_ = true;  // the call failed half-way: where the protocol stands is unknown
-    std::rethrow_exception(wait_error);
+    try {
+      std::rethrow_exception(wait_error);
+    } catch (const TimeoutError&) {
+      timed_out();  // the request's Deadline (stack_context.hpp) cut the wait: stop the statement too
+    }
   }
   if (late) timed_out();
   return result;
@@ -308,8 +313,8 @@ void MariadbConnection::fail(unsigned code, const char* message) {
 void MariadbConnection::timed_out() {
   broken_ = true;
   kill_query(server_, thread_id_);
-  throw TimeoutError(server_->name + ": the statement did not finish before its deadline (query_timeout); it is "
-                     "stopped on the server and its connection discarded");
+  throw TimeoutError(server_->name + ": the statement did not finish before its deadline (query_timeout, or the "
+                     "request's Deadline); it is stopped on the server and its connection discarded");
 }
 
 void MariadbConnection::count(std::size_t bytes) {
@@ -688,6 +693,7 @@ std::unique_ptr<MariadbConnection> connect_to(const std::shared_ptr<const Server
 
 void kill_query(std::shared_ptr<const Server> server, unsigned long thread_id) {
   try {
+    const fiberloop::NullContext unrelated;  // not the request's: its Deadline, which may have passed, would cut the KILL too
     (void)server->loop->spawn("MariaDB KILL QUERY", [server, thread_id] {
       try {
         const SqlDeadline deadline = deadline_after(kKillTimeout);

@@ -6,6 +6,7 @@
 
 #include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/detail/loop_hooks.hpp>
+#include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/sql.hpp>
 #include <fiberloop/wait.hpp>
 
@@ -133,6 +134,7 @@ class SqlPool {
 
   /// Fiber: one of the loop's (the callers have checked).
   SqlResult query(std::string_view sql, std::span<const SqlValue> params) {
+    const WaitLabel label("SQL query", sql);  // names the waits below in IOLoop::dump()
     Connections::Lease connection = connections_->acquire();
     return connection->execute(sql, params, deadline_after(options_.query_timeout));
   }

@@ -227,7 +227,7 @@ class SqliteConnection final : public SqlConnection {
       return wait_for_future(std::move(done), time_left(deadline));
     } catch (const TimeoutError&) {
       stop();
-      throw TimeoutError(name_ + ": the query ran past query_timeout and was interrupted: " +
+      throw TimeoutError(name_ + ": the query ran past query_timeout (or the request's Deadline) and was interrupted: " +
                          std::string(sql.substr(0, 200)));
     } catch (...) {  // LoopClosed, or the fiber unwinding
       stop();

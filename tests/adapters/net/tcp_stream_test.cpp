@@ -49,6 +49,27 @@ class TcpStreamTest : public testing::LoopTest {
   }
 };
 
+TEST_F(TcpStreamTest, ARequestDeadlineCutsALongReadAndTheDumpNamesTheStreamWait) {
+  run_in_fiber([&] {
+    RawListener listener("127.0.0.1");
+    Pair p = connect_pair(listener);
+    Future<std::string> dump = loop_.spawn([&] {
+      sleep_for(50ms);
+      return loop_.dump();
+    });
+    const auto start = std::chrono::steady_clock::now();
+    {
+      Deadline deadline(200ms);
+      EXPECT_THROW(p.client.read_until("\n", 1024, 10s), TimeoutError);  // the peer never writes
+    }
+    EXPECT_LT(elapsed_ms(start), 2000.0);
+    const std::string listed = wait_for_future(dump);
+    EXPECT_NE(listed.find("TcpStream::read_until() fd " + std::to_string(p.client.fd())), std::string::npos)
+        << listed;
+    EXPECT_NE(listed.find("deadline +"), std::string::npos) << listed;
+  });
+}
+
 int int_option(int fd, int level, int name) {
   int value = -1;
   socklen_t len = sizeof value;

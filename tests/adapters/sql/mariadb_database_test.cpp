@@ -149,6 +149,24 @@ TEST_F(MariadbDatabaseTest, QueryTimeoutFailsTheQueryDropsItsConnectionAndStopsI
   });
 }
 
+TEST_F(MariadbDatabaseTest, ARequestDeadlineCutsTheQueryAndStopsItOnTheServerLikeQueryTimeout) {
+  run_in_fiber([&] {
+    SqlDatabase db(server_->url(), pool_of(2));  // query_timeout: the default 30 s
+    EXPECT_EQ(integer(db.query("SELECT 1").rows[0][0]), 1);
+    const auto start = std::chrono::steady_clock::now();
+    {
+      Deadline deadline(300ms);
+      EXPECT_THROW(db.query("SELECT SLEEP(5) AS cut_by_deadline_marker"), TimeoutError);
+    }
+    EXPECT_LT(elapsed_ms(start), 2000.0);
+    EXPECT_EQ(db.stats().in_use, 0u);
+    EXPECT_TRUE(eventually([] { return running("cut_by_deadline_marker").empty(); }))
+        << "the statement runs on at the server";
+    EXPECT_LT(elapsed_ms(start), 4000.0) << "it ran to its end: it was not killed";
+    EXPECT_EQ(integer(db.query("SELECT 7").rows[0][0]), 7);
+  });
+}
+
 TEST_F(MariadbDatabaseTest, TransactionsRollBackUnlessCommittedAndErrorsCarryTheServersCode) {
   run_in_fiber([&] {
     SqlDatabase db(server_->url(), pool_of(2));

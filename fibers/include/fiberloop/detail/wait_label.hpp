@@ -6,8 +6,8 @@
 
 namespace fiberloop::detail {
 
-/// Labels the fiberloop waits of the running fiber until destroyed (innermost label
-/// wins). Costs two pointer stores; nothing outside fibers. The strings must outlive
+/// Labels the fiberloop waits of the running fiber until destroyed; nested labels
+/// show innermost first ("TcpStream::read() fd 9, in SQL query SELECT ..."). Costs two pointer stores; nothing outside fibers. The strings must outlive
 /// the label (a literal, a member of the client).
 class [[nodiscard]] WaitLabel {
  public:
@@ -21,10 +21,10 @@ class [[nodiscard]] WaitLabel {
   const char* what;
   std::string_view detail;
   int fd = -1;
+  const WaitLabel* outer = nullptr;  // the label this one is nested in, shown after it
 
  private:
   void* fiber_ = nullptr;  // the labelled fiber's record; null outside fibers
-  const WaitLabel* outer_ = nullptr;
 };
 
 }  // namespace fiberloop::detail
