@@ -104,6 +104,12 @@ Flags parse_flags(int argc, char** argv, std::initializer_list<std::string_view>
     } else if (name == "delay-ms") {
       if (!parse_int(value, 0, 600000, number)) usage_error(program, bad + " (0-600000)", usage);
       flags.delay_ms = static_cast<int>(number);
+    } else if (name == "deadline-ms") {
+      if (!parse_int(value, 0, 600000, number)) usage_error(program, bad + " (0-600000)", usage);
+      flags.deadline_ms = static_cast<int>(number);
+    } else if (name == "watchdog-ms") {
+      if (!parse_int(value, 0, 600000, number)) usage_error(program, bad + " (0-600000)", usage);
+      flags.watchdog_ms = static_cast<int>(number);
     }
   }
   if (have_backend && !flags.inventory.empty())

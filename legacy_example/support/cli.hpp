@@ -27,10 +27,12 @@ struct Flags {
   std::string inventory;           ///< --inventory URL (sql_url.hpp): the inventory from a database; empty: --backend
   int threads = 200;               ///< --threads (the pool)
   int delay_ms = 10;               ///< --delay-ms (the backend)
+  int deadline_ms = 0;             ///< --deadline-ms: each request's Deadline (fibers); 0: none
+  int watchdog_ms = 0;             ///< --watchdog-ms: the loop's blocking-call watchdog (fibers); 0: off
 };
 
 /// Parses `--name VALUE` and `--name=VALUE` for the names in `allowed` ("host", "port",
-/// "backend", "cache", "inventory", "threads", "delay-ms"). A bad, unknown or missing flag
+/// "backend", "cache", "inventory", "threads", "delay-ms", "deadline-ms", "watchdog-ms"). A bad, unknown or missing flag
 /// (--backend is required when allowed, unless --inventory is given; the two exclude
 /// each other) prints the problem and `usage` to stderr and exits 1; --help prints
 /// usage and exits 0.

@@ -524,6 +524,36 @@ def run_inventory(args):
                 check(rc == 1, f"{variant} {' '.join(bad)}: exit code {rc}, want 1")
 
 
+# ---- deadline ------------------------------------------------------------------------
+
+def run_deadline(args):
+    """legacy_fibers --deadline-ms bounds each request: a slow backend answers too late."""
+    bin_dir = Path(args.bin_dir).resolve()
+    backend = Server([str(bin_dir / "legacy_backend"), "--port", "0", "--delay-ms", "1500"], "legacy_backend")
+    try:
+        for deadline_ms, want_cut in ((200, True), (20000, False)):
+            server = Server([str(bin_dir / "legacy_fibers"), "--port", "0", "--backend", f"127.0.0.1:{backend.port}",
+                             "--deadline-ms", str(deadline_ms), "--watchdog-ms", "1000"], "legacy_fibers")
+            try:
+                started = time.monotonic()
+                (response,) = exchange(server.port, [get("/order?customer=42&items=1")])
+                took = time.monotonic() - started
+                if want_cut:
+                    check(status_of(response) in (502, 504),
+                          f"--deadline-ms {deadline_ms}: {response[:80]!r}, want the bottom's failure (502) or 504")
+                    check(took < 1.2, f"--deadline-ms {deadline_ms}: answered after {took:.2f} s, past the "
+                                      "1.5 s backend delay: the deadline did not cut the wait")
+                else:
+                    check(status_of(response) == 200, f"--deadline-ms {deadline_ms}: {response[:80]!r}, want 200")
+            finally:
+                check(server.terminate() == 0, f"--deadline-ms {deadline_ms}: no clean exit on SIGTERM")
+        rc = subprocess.run([str(bin_dir / "legacy_fibers"), "--port", "0", "--backend", "127.0.0.1:1",
+                             "--deadline-ms", "x"], capture_output=True, timeout=5).returncode
+        check(rc == 1, f"--deadline-ms x: exit code {rc}, want 1")
+    finally:
+        check(backend.terminate() == 0, "legacy_backend: no clean exit on SIGTERM")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="command", required=True)
@@ -536,9 +566,12 @@ def main():
     c.add_argument("--bin-dir", required=True)
     i = sub.add_parser("inventory")
     i.add_argument("--bin-dir", required=True)
+    d = sub.add_parser("deadline")
+    d.add_argument("--bin-dir", required=True)
     args = ap.parse_args()
     started = time.monotonic()
-    {"middle": run_middle, "serve": run_serve, "cache": run_cache, "inventory": run_inventory}[args.command](args)
+    {"middle": run_middle, "serve": run_serve, "cache": run_cache, "inventory": run_inventory,
+     "deadline": run_deadline}[args.command](args)
     print(f"{args.command}: {checks[0]} checks, {len(failures)} failure(s) in {time.monotonic() - started:.1f} s", flush=True)
     return 1 if failures else 0
 

@@ -1,7 +1,7 @@
 // (c) The fiberloop top: one loop, a fiber per connection (so per request).
 //
 //   legacy_fibers --port P (--backend HOST:PORT | --inventory URL) [--host 127.0.0.1]
-//                  [--cache HOST:PORT[,HOST:PORT...]]
+//                  [--cache HOST:PORT[,HOST:PORT...]] [--deadline-ms N] [--watchdog-ms N]
 //
 // fiberloop's HttpServer runs each connection on a fiber that reads requests and
 // calls the middle's handle_request(); deep inside, do_stuff() suspends only that
@@ -31,12 +31,14 @@ fiberloop::HttpResponse serve_request(const fiberloop::HttpRequest& request) {
 
 int main(int argc, char** argv) {
   const legacy::Flags flags =
-      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache", "inventory"},
+      legacy::parse_flags(argc, argv, {"host", "port", "backend", "cache", "inventory", "deadline-ms", "watchdog-ms"},
                           "--port P (--backend HOST:PORT | --inventory URL) [--host 127.0.0.1] "
-                          "[--cache HOST:PORT[,HOST:PORT...]]");
+                          "[--cache HOST:PORT[,HOST:PORT...]] [--deadline-ms N] [--watchdog-ms N]");
   const int signal_fd = legacy::stop_signal_fd();
   try {
-    fiberloop::IOLoop loop;
+    fiberloop::IOLoop::Options loop_options;
+    loop_options.watchdog_threshold = std::chrono::milliseconds(flags.watchdog_ms);  // 0: off
+    fiberloop::IOLoop loop(loop_options);
     legacy::BackendConfig backend;
     backend.host = flags.backend_host;
     backend.port = flags.backend_port;
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
 
     fiberloop::HttpServerOptions options;
     options.server_header = legacy::server_header;
+    options.request_deadline = std::chrono::milliseconds(flags.deadline_ms);  // 0: none
     fiberloop::HttpServer server(serve_request, options);
     const auto port = server.listen(flags.port, flags.host);
     legacy::announce_listening(flags.host, port);

@@ -5,12 +5,15 @@
 #include <boost/context/detail/exception.hpp>
 
 #include <list>
+#include <optional>
+#include <string>
 #include <system_error>
 
 #include <fiberloop/detail/loop_hooks.hpp>
 #include <fiberloop/net/http_server.hpp>
 #include <fiberloop/net/tcp_server.hpp>
 #include <fiberloop/net/tcp_stream.hpp>
+#include <fiberloop/stack_context.hpp>
 #include <fiberloop/wait.hpp>
 
 #include "http_read.hpp"
@@ -78,6 +81,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   /// Runs the handler and serialises the response head into `out`; `close` comes in
   /// as "the request asked to close" and goes out as "close after this response".
   HttpResponse run_handler(const HttpRequest& request, std::string& out, bool& close);
+  HttpResponse dump_response() const;
   void reject(TcpStream& stream, std::string& out, int status);
   static void close_gracefully(TcpStream& stream) noexcept;
 
@@ -165,8 +169,13 @@ void HttpServer::Impl::serve(TcpStream& stream) {
 }
 
 HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::string& out, bool& close) {
+  std::optional<Deadline> deadline;
+  if (options.request_deadline > std::chrono::nanoseconds::zero()) deadline.emplace(options.request_deadline);
+  bool cut_by_deadline = false;
   try {
-    HttpResponse response = handler(request);
+    HttpResponse response = !options.dump_path.empty() && request.method == "GET" && request.path == options.dump_path
+                                ? dump_response()
+                                : handler(request);
     // Decided after the handler: stop() may have begun while it ran.
     const std::string* connection_header = response.headers.find("connection");
     close = close || stopping || (connection_header && has_token(*connection_header, "close"));
@@ -177,6 +186,12 @@ HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::stri
   } catch (const LoopClosed&) {
     throw;
   } catch (...) {
+    try {
+      throw;
+    } catch (const TimeoutError&) {
+      cut_by_deadline = deadline && http_clock::now() >= deadline->when();
+    } catch (...) {
+    }
     const std::string where = "the HTTP handler for " + request.method + " " + request.path;
     // Through the anchor: a fiber orphaned by ~IOLoop may get here after the loop.
     if (IOLoop* alive = alive_on_this_thread(*anchor)) report_unhandled(*alive, std::current_exception(), where);
@@ -184,11 +199,19 @@ HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::stri
   // The body names no detail of the failure: that went to the report.
   close = close || stopping;
   HttpResponse failure;
-  failure.status = 500;
+  failure.status = cut_by_deadline ? 504 : 500;
   failure.headers.add("Content-Type", "text/plain");
-  failure.body = "Internal Server Error\n";
+  failure.body.append(http_reason_phrase(failure.status)).push_back('\n');
   serialize_head(out, failure, close, request.version, options.server_header);
   return failure;
+}
+
+HttpResponse HttpServer::Impl::dump_response() const {
+  HttpResponse response;
+  response.headers.add("Content-Type", "text/plain; charset=utf-8");
+  response.headers.add("Cache-Control", "no-store");
+  if (IOLoop* loop = alive_on_this_thread(*anchor)) response.body = loop->dump();
+  return response;
 }
 
 void HttpServer::Impl::reject(TcpStream& stream, std::string& out, int status) {

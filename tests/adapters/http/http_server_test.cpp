@@ -7,6 +7,8 @@
 namespace fiberloop::testing {
 namespace {
 
+using namespace std::chrono_literals;
+
 class HttpServerTest : public LoopTest {};
 
 /// Echoes what the handler saw, one item per line.
@@ -30,6 +32,62 @@ TEST_F(HttpServerTest, GetAndPostWithBodiesAndPathQuerySplit) {
     EXPECT_EQ(got.headers.get("server"), "fiberloop");
     const HttpResponse posted = wait_for_future(client.fetch(url_of(port, "/p"), post));
     EXPECT_EQ(posted.body, "POST\n/p\n\nyes\n" + post.body);
+    server.stop();
+  });
+}
+
+TEST_F(HttpServerTest, ARequestDeadlineBoundsTheHandlerAndAnswers504) {
+  run_in_fiber([&] {
+    int reported = 0;
+    loop_.set_unhandled_exception_handler([&reported](std::exception_ptr, const std::string&) { ++reported; });
+    HttpServerOptions options;
+    options.request_deadline = 200ms;
+    HttpServer server(
+        [](const HttpRequest& request) {
+          if (request.path == "/slow") sleep_for(10s);  // the deadline cuts it
+          return text_response(Deadline::current() ? "bounded\n" : "unbounded\n");
+        },
+        options);
+    const auto port = server.listen(0);
+    HttpClient client;
+    EXPECT_EQ(wait_for_future(client.fetch(url_of(port, "/fast"))).body, "bounded\n");
+    const auto start = std::chrono::steady_clock::now();
+    const HttpResponse cut = wait_for_future(client.fetch(url_of(port, "/slow")));
+    EXPECT_EQ(cut.status, 504);
+    EXPECT_LT(elapsed_ms(start), 3000.0);
+    EXPECT_EQ(reported, 1);
+    server.stop();
+  });
+}
+
+TEST_F(HttpServerTest, TheDumpPathListsTheFibersOfRequestsInProgress) {
+  run_in_fiber([&] {
+    HttpServerOptions options;
+    options.dump_path = "/debug/fibers";
+    options.request_deadline = 20s;
+    int sleep_line = 0;
+    HttpServer server(
+        [&sleep_line](const HttpRequest&) {
+          sleep_line = __LINE__ + 1;
+          sleep_for(300ms);
+          return text_response("slept\n");
+        },
+        options);
+    const auto port = server.listen(0);
+    HttpClient client;
+    Future<HttpResponse> slow = client.fetch(url_of(port, "/slow"));
+    sleep_for(100ms);
+    const HttpResponse dump = wait_for_future(client.fetch(url_of(port, "/debug/fibers")));
+    EXPECT_EQ(dump.status, 200);
+    EXPECT_EQ(dump.headers.get("content-type"), "text/plain; charset=utf-8");
+    EXPECT_NE(dump.body.find("sleep_for() at "), std::string::npos) << dump.body;
+    EXPECT_NE(dump.body.find("http_server_test.cpp:" + std::to_string(sleep_line)), std::string::npos) << dump.body;
+    EXPECT_NE(dump.body.find("deadline +"), std::string::npos) << dump.body;
+    EXPECT_EQ(wait_for_future(slow).body, "slept\n");
+    FetchOptions post;
+    post.method = "POST";
+    EXPECT_EQ(wait_for_future(client.fetch(url_of(port, "/debug/fibers"), post)).body, "slept\n")
+        << "only a GET of the path is the dump";
     server.stop();
   });
 }

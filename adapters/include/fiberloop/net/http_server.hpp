@@ -41,6 +41,15 @@ struct HttpServerOptions {
   /// and is closed at once, while the live ones go on being served. 0 = unlimited.
   std::size_t max_connections = default_max_connections();
   std::string server_header = "fiberloop";  ///< "Server:" value; empty sends none
+  /// 0: none. Else each request's handler runs under a Deadline this long
+  /// (stack_context.hpp): every wait in it, and in the work it hands on, ends with
+  /// TimeoutError when it passes; a TimeoutError escaping the handler then is
+  /// answered 504 Gateway Timeout (and reported, like any escaping error).
+  std::chrono::nanoseconds request_deadline{0};
+  /// Empty: none. Else a GET of exactly this path answers the loop's IOLoop::dump()
+  /// (every fiber, what it waits on) as text/plain, without calling the handler.
+  /// For operators: serve it only where only they can reach (a loopback listener).
+  std::string dump_path;
 };
 
 class HttpServer {
