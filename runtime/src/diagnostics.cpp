@@ -1,7 +1,14 @@
 // IOLoop's diagnostics: metrics(), dump(), and where reports go.
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
+#include <mutex>
 #include <string>
+#include <system_error>
 
 #include <fiberloop/io_loop.hpp>
 #include <fiberloop/thread_pool_executor.hpp>
@@ -9,6 +16,40 @@
 #include "loop_internals.hpp"
 
 namespace fiberloop {
+
+namespace {
+int g_dump_signal_fd = -1;
+struct sigaction g_previous_sigusr1 {};
+
+void on_sigusr1(int signal, siginfo_t* info, void* context) {
+  const int saved_errno = errno;  // a handler must leave errno as it found it
+  const std::uint64_t one = 1;
+  (void)!::write(g_dump_signal_fd, &one, sizeof one);
+  errno = saved_errno;
+  // A handler the program had before ours still runs.
+  if (g_previous_sigusr1.sa_flags & SA_SIGINFO) {
+    if (g_previous_sigusr1.sa_sigaction) g_previous_sigusr1.sa_sigaction(signal, info, context);
+  } else if (g_previous_sigusr1.sa_handler != SIG_DFL && g_previous_sigusr1.sa_handler != SIG_IGN) {
+    g_previous_sigusr1.sa_handler(signal);
+  }
+}
+}  // namespace
+
+int detail::dump_signal_fd() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "fiberloop: eventfd for SIGUSR1 dumps");
+    g_dump_signal_fd = fd;
+    struct sigaction action {};
+    action.sa_sigaction = on_sigusr1;
+    action.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    if (::sigaction(SIGUSR1, &action, &g_previous_sigusr1) != 0)
+      throw std::system_error(errno, std::generic_category(), "fiberloop: installing the SIGUSR1 handler");
+  });
+  return g_dump_signal_fd;
+}
 
 IOLoopMetrics IOLoop::metrics() const {
   check_owner("metrics");

@@ -28,6 +28,7 @@ using clock = IOLoop::clock;
 constexpr auto kBusyPollInterval = std::chrono::microseconds(50);
 constexpr int kMaxEventsPerPoll = 256;
 constexpr std::uint64_t kWakeupToken = ~std::uint64_t{0};
+constexpr std::uint64_t kDumpSignalToken = ~std::uint64_t{0} - 1;
 
 thread_local IOLoop* tls_running_loop = nullptr;
 // Plain pointers: trivially destructible thread_locals stay valid during thread exit,
@@ -147,6 +148,16 @@ IOLoop::IOLoop(Options options)
     int err = errno;
     ::close(epoll_fd_);
     throw std::system_error(err, std::generic_category(), "fiberloop: watching the loop's eventfd");
+  }
+  if (options_.dump_on_sigusr1) {
+    // Edge-triggered, never drained: every SIGUSR1 is one event for every such loop.
+    ev.events = EPOLLIN | EPOLLET;
+    ev.data.u64 = kDumpSignalToken;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, detail::dump_signal_fd(), &ev) != 0) {
+      int err = errno;
+      ::close(epoll_fd_);
+      throw std::system_error(err, std::generic_category(), "fiberloop: watching SIGUSR1 for dumps");
+    }
   }
   unhandled_handler_ = default_unhandled_handler;
   anchor_ = std::make_shared<detail::LoopAnchor>();
@@ -564,6 +575,10 @@ void IOLoop::poll_io(clock::time_point now) {
   if (watching_for_stuck && n == 0) report_stuck();
   for (int i = 0; i < n; ++i) {
     const std::uint64_t token = events[i].data.u64;
+    if (token == kDumpSignalToken) {
+      detail::LoopInternals::emit_report(*this, "fiberloop: SIGUSR1: " + dump());
+      continue;
+    }
     if (token == kWakeupToken) {
       wakeup_->drain();
       continue;

@@ -66,6 +66,11 @@ struct LoopInternals {
   static std::unique_ptr<IOLoop> release_default_loop(IOLoop& loop) noexcept;
 };
 
+/// An eventfd that a SIGUSR1 handler, installed on first call, writes to (never
+/// closed: the handler may run at any time). Loops with Options::dump_on_sigusr1
+/// watch it edge-triggered. Throws std::system_error when it cannot be set up.
+int dump_signal_fd();
+
 /// "Type: message" for an exception, with the type's name demangled.
 std::string describe_exception(const std::exception_ptr& error);
 

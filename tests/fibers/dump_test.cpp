@@ -1,7 +1,11 @@
 // IOLoop::dump() lists every live fiber with its state, what it waits on and where,
 // its deadline and its report values; IOLoop::metrics() counts the loop's work.
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fiberloop/fiberloop.hpp>
@@ -111,6 +115,28 @@ TEST_F(DumpTest, MetricsCountFibersSwitchesCallbacksAndTimers) {
     loop_.remove_timeout(pending);
     EXPECT_EQ(loop_.metrics().timers_pending, before.timers_pending);
   });
+}
+
+TEST(DumpOnSignalTest, SigusrOneSendsTheDumpToTheReportHandler) {
+  IOLoop::Options options;
+  options.dump_on_sigusr1 = true;
+  IOLoop loop(options);
+  IOLoop quiet;  // without the option: no report
+  std::vector<std::string> reports, quiet_reports;
+  loop.set_report_handler([&reports](std::string_view report) { reports.emplace_back(report); });
+  quiet.set_report_handler([&quiet_reports](std::string_view report) { quiet_reports.emplace_back(report); });
+  loop.run_sync([&] {
+    Future<void> napper = loop.spawn("napper", [] { sleep_for(300ms); });
+    sleep_for(10ms);
+    ASSERT_EQ(::kill(::getpid(), SIGUSR1), 0);
+    for (int i = 0; i < 200 && reports.empty(); ++i) sleep_for(5ms);
+    wait_for_future(napper);
+  });
+  quiet.run_sync([] { sleep_for(20ms); });
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("SIGUSR1"), std::string::npos) << reports[0];
+  EXPECT_NE(reports[0].find("\"napper\": suspended in sleep_for()"), std::string::npos) << reports[0];
+  EXPECT_TRUE(quiet_reports.empty());
 }
 
 TEST_F(DumpTest, MetricsAndDumpAreForTheOwnerThreadOnly) {

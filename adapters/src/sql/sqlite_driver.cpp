@@ -44,6 +44,9 @@ class SqliteHandle {
     if (rc != SQLITE_OK) fail(rc);
     sqlite3_extended_result_codes(db_, 1);
     sqlite3_busy_handler(db_, &SqliteHandle::on_busy, this);
+    // sqlite3_interrupt() is lost when no statement runs yet (the job had not started
+    // stepping): this handler stops one that starts after it, every 1000 VM steps.
+    sqlite3_progress_handler(db_, 1000, on_progress, this);
     if (path != ":memory:") {
       // WAL: readers do not block the writer nor it them. Asked of every connection;
       // the answer is the mode the file is in.
@@ -171,6 +174,10 @@ class SqliteHandle {
 
   // The busy timeout: another connection holds the lock. Wait in short naps until the
   // statement's deadline, or until it is interrupted (then SQLITE_BUSY ends it).
+  static int on_progress(void* self_ptr) noexcept {
+    return static_cast<SqliteHandle*>(self_ptr)->interrupted_.load(std::memory_order_relaxed) ? 1 : 0;
+  }
+
   static int on_busy(void* self_ptr, int attempt) noexcept {
     auto* self = static_cast<SqliteHandle*>(self_ptr);
     const Clock::time_point deadline{Clock::duration(self->deadline_.load(std::memory_order_relaxed))};

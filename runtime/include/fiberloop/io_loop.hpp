@@ -156,6 +156,9 @@ class IOLoop {
     /// With a stuck loop (above), run_sync throws StuckLoopError carrying the dump
     /// instead of waiting on.
     bool throw_when_stuck = false;
+    /// On SIGUSR1 (`kill -USR1 <pid>`), the loop sends dump() to its report handler.
+    /// Installs a process-wide SIGUSR1 handler (a handler installed before still runs).
+    bool dump_on_sigusr1 = false;
   };
 
   /// Creates a loop owned by the calling thread.
