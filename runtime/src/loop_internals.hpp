@@ -66,6 +66,10 @@ struct LoopInternals {
   static std::unique_ptr<IOLoop> release_default_loop(IOLoop& loop) noexcept;
 };
 
+/// A C++ symbol or type name demangled ("_ZN3foo3barEv" -> "foo::bar()"); any
+/// other name (a C function's) as it is.
+std::string demangle(const char* mangled);
+
 /// "Type: message" for an exception, with the type's name demangled.
 std::string describe_exception(const std::exception_ptr& error);
 
