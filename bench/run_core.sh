@@ -103,6 +103,8 @@ rows = [
      "BM_Fiberloop_WaitDone",
      [("BF shared_future::get() on a ready future", "BM_BoostFiber_ReadyFutureGet")],
      ("<", 20)),
+    ("wait_for_future round trip as above, blocking-call watchdog on (threshold 100 ms)",
+     "BM_Fiberloop_WaitLoopCompletedWatchdog", [("same, watchdog off", "BM_Fiberloop_WaitLoopCompleted")], None),
     ("wait_for_future round trip as above, under three stack contexts (handler + 2 ContextLocal values)",
      "BM_Fiberloop_WaitLoopCompletedInContexts", [], None),
     ("add_callback + run it (batches of 1000, per callback)", "BM_Fiberloop_AddCallback/1000", [], None),
@@ -149,6 +151,12 @@ for op, fl_name, floors, target in rows:
     else:
         target_text = "—"
     print(f"| {op} | {cell(fl_name) if fl_name else '—'} | {floor_text} | {ratio_text} | {target_text} |")
+
+watchdog_on, watchdog_off = ns("BM_Fiberloop_WaitLoopCompletedWatchdog")[0], ns("BM_Fiberloop_WaitLoopCompleted")[0]
+if watchdog_on and watchdog_off:
+    print()
+    print(f"Blocking-call watchdog on the wait_for_future round trip: {(watchdog_on / watchdog_off - 1) * 100:+.1f} % "
+          "(issue 12's budget: 5 %).")
 
 print()
 print("ns per operation, median of 3 repetitions (± = coefficient of variation across them);")

@@ -11,13 +11,11 @@
 
 namespace fiberloop::detail {
 
-namespace {
 std::string demangle(const char* mangled) {
   int status = 0;
   std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
   return status == 0 && name ? std::string(name.get()) : std::string(mangled);
 }
-}  // namespace
 
 std::string describe_exception(const std::exception_ptr& error) {
   if (!error) return "(no exception)";

@@ -139,6 +139,9 @@ IOLoop::IOLoop(Options options)
       serial_(next_loop_serial()),
       wakeup_(detail::ThreadWakeup::for_this_thread()),
       owner_(&tls_thread_marker) {
+  // First: should anything below throw, the member's destructor joins the thread.
+  if (options_.watchdog_threshold > std::chrono::nanoseconds::zero())
+    watchdog_ = std::make_unique<detail::Watchdog>(*this, options_.watchdog_threshold);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw std::system_error(errno, std::generic_category(), "fiberloop: epoll_create1()");
   epoll_event ev{};
@@ -168,6 +171,7 @@ IOLoop::IOLoop(Options options)
 }
 
 IOLoop::~IOLoop() {
+  watchdog_.reset();  // it reads the loop's state: stop it before that goes
   {
     std::lock_guard lock(anchor_->lock);
     anchor_->loop = nullptr;

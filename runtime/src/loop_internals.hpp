@@ -71,6 +71,10 @@ struct LoopInternals {
 /// watch it edge-triggered. Throws std::system_error when it cannot be set up.
 int dump_signal_fd();
 
+/// A C++ symbol or type name demangled ("_ZN3foo3barEv" -> "foo::bar()"); any
+/// other name (a C function's) as it is.
+std::string demangle(const char* mangled);
+
 /// "Type: message" for an exception, with the type's name demangled.
 std::string describe_exception(const std::exception_ptr& error);
 

@@ -177,15 +177,10 @@ const char* fiber_name_of(const ContextNode* chain) noexcept {
 
 std::string report_values_of(const ContextNode* chain) {
   std::string out;
-  for (const ContextNode* node = chain; node; node = node->parent()) {
-    if (!(node->key() & ContextNode::kReportedBit)) continue;
-    bool shadowed = false;  // an inner value of the same ContextLocal was shown already
-    for (const ContextNode* inner = chain; inner != node; inner = inner->parent())
-      if (inner->key() == node->key()) shadowed = true;
-    if (shadowed) continue;
+  for_each_report_value(chain, [&out](const std::string& text) {
     if (!out.empty()) out += ", ";
-    out += static_cast<const ReportedNode*>(node)->text;
-  }
+    out += text;
+  });
   return out;
 }
 

@@ -121,6 +121,20 @@ inline const DeadlineNode* deadline_of(const ContextNode* chain) noexcept {
   return nullptr;
 }
 
+/// Calls `fn(text)` (text: "name=value") for each reported ContextLocal value in
+/// `chain`, innermost first, each key once (an inner value hides an outer one).
+/// Allocates nothing: the watchdog's signal handler uses it.
+template <class F>
+void for_each_report_value(const ContextNode* chain, F&& fn) {
+  for (const ContextNode* node = chain; node; node = node->parent()) {
+    if (!(node->key() & ContextNode::kReportedBit)) continue;
+    bool shadowed = false;  // an inner value of the same ContextLocal was shown already
+    for (const ContextNode* inner = chain; inner != node; inner = inner->parent())
+      if (inner->key() == node->key()) shadowed = true;
+    if (!shadowed) fn(static_cast<const ReportedNode*>(node)->text);
+  }
+}
+
 /// "name=value, name=value" for the reported ContextLocal values in `chain`,
 /// innermost first, each key once.
 std::string report_values_of(const ContextNode* chain);
