@@ -1,7 +1,5 @@
 #include "stack_pool.hpp"
 
-#include "stack_check.hpp"
-
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -15,6 +13,8 @@
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
 #endif
+
+#include "stack_check.hpp"
 
 namespace fiberloop::detail {
 
