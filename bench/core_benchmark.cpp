@@ -80,13 +80,21 @@ void on_plain_boost_fiber_thread(benchmark::State& state, Body&& body) {
 
 /// Runs `body` on a fiber of a fresh IOLoop on the calling (benchmark main) thread.
 template <class Body>
+<<<<<<< HEAD
 void on_fiberloop_fiber(benchmark::State& state, Body&& body, fiberloop::IOLoop::Options options = {}) {
+=======
+void on_fiberloop_fiber(benchmark::State& state, const fiberloop::IOLoop::Options& options, Body&& body) {
+>>>>>>> stacks
   try {
     fiberloop::IOLoop loop(options);
     loop.run_sync([&] { body(loop); });
   } catch (...) {
     fail(state, std::current_exception());
   }
+}
+template <class Body>
+void on_fiberloop_fiber(benchmark::State& state, Body&& body) {
+  on_fiberloop_fiber(state, fiberloop::IOLoop::Options{}, body);
 }
 
 /// A helper OS thread that takes promises and completes them: the "other thread"
@@ -195,6 +203,7 @@ void BM_Fiberloop_SpawnOneAndWait(benchmark::State& state) {
 
 // (b) wait_for_future suspend + resume on a future a loop callback completes: one
 // round trip fiber -> loop -> fiber (two stack switches plus one loop iteration).
+<<<<<<< HEAD
 // With `contexts`, the fiber runs under ThreeContexts (so does the callback); with
 // `options`, on a loop so configured (the watchdog on, say).
 void wait_loop_completed(benchmark::State& state, bool contexts, fiberloop::IOLoop::Options options = {}) {
@@ -211,10 +220,31 @@ void wait_loop_completed(benchmark::State& state, bool contexts, fiberloop::IOLo
       ++i;
     }
   }, options);
+=======
+// With `contexts`, the fiber runs under ThreeContexts (so does the callback).
+/// The timed loop of (b), in a fiber of `loop`.
+void time_wait_loop_completed(benchmark::State& state, fiberloop::IOLoop& loop) {
+  std::int64_t sum = 0;
+  int i = 0;
+  for (auto _ : state) {
+    fiberloop::Promise<int> p;
+    fiberloop::Future<int> f = p.get_future();
+    loop.add_callback([&p, i] { p.set_value(i); });
+    sum += fiberloop::wait_for_future(f);
+    ++i;
+  }
+>>>>>>> stacks
   benchmark::DoNotOptimize(sum);
   const auto n = state.iterations();
   if (sum != n * (n - 1) / 2) state.SkipWithError("wrong results");
   report_per_op(state, 1);
+}
+void wait_loop_completed(benchmark::State& state, bool contexts) {
+  on_fiberloop_fiber(state, [&](fiberloop::IOLoop& loop) {
+    std::optional<ThreeContexts> active;
+    if (contexts) active.emplace();
+    time_wait_loop_completed(state, loop);
+  });
 }
 void BM_Fiberloop_WaitLoopCompleted(benchmark::State& state) { wait_loop_completed(state, false); }
 void BM_Fiberloop_WaitLoopCompletedInContexts(benchmark::State& state) { wait_loop_completed(state, true); }
@@ -229,6 +259,27 @@ void BM_Fiberloop_WaitLoopCompletedWatchdog(benchmark::State& state) {
 BENCHMARK(BM_Fiberloop_WaitLoopCompleted);
 BENCHMARK(BM_Fiberloop_WaitLoopCompletedWatchdog);
 BENCHMARK(BM_Fiberloop_WaitLoopCompletedInContexts);
+
+// (b') (b) in a fiber with a guard-paged stack, or with a stack past the guard budget,
+// whose canary is checked at every switch away from the fiber (one per round trip):
+// the difference is the check's cost. On a fresh thread, whose stack pool is empty:
+// with guarded_stacks 1, run_sync's fiber (or earlier benchmarks' pooled stacks)
+// holds the budget, so the measured fiber's stack is unguarded.
+void wait_loop_completed_on_stack(benchmark::State& state, std::size_t guarded_stacks) {
+  std::thread([&] {
+    fiberloop::IOLoop::Options options;
+    options.guarded_stacks = guarded_stacks;
+    on_fiberloop_fiber(state, options, [&](fiberloop::IOLoop& loop) {
+      fiberloop::wait_for_future(loop.spawn([&] { time_wait_loop_completed(state, loop); }));
+    });
+  }).join();
+}
+void BM_Fiberloop_WaitLoopCompletedGuardedStack(benchmark::State& state) {
+  wait_loop_completed_on_stack(state, std::size_t{1} << 30);
+}
+void BM_Fiberloop_WaitLoopCompletedCanaryStack(benchmark::State& state) { wait_loop_completed_on_stack(state, 1); }
+BENCHMARK(BM_Fiberloop_WaitLoopCompletedGuardedStack)->UseRealTime();
+BENCHMARK(BM_Fiberloop_WaitLoopCompletedCanaryStack)->UseRealTime();
 
 // (c) wait_for_future on an already-done future (inside a fiber): no switch.
 void BM_Fiberloop_WaitDone(benchmark::State& state) {

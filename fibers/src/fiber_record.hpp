@@ -15,6 +15,8 @@
 #include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/io_loop.hpp>
 
+#include "stack_check.hpp"
+
 namespace fiberloop::detail {
 
 class LoopFibers;
@@ -72,6 +74,14 @@ class FiberRecord final : public boost::fibers::fiber_properties {
 
   /// The record of the running fiber, or null outside fiberloop fibers.
   static FiberRecord* current() noexcept;
+  /// Aborts with the overflow message if the fiber's stack is unguarded and its
+  /// canary was overwritten. (Not instrumented: under AddressSanitizer a frame that
+  /// overflowed onto the canary has left it poisoned, and the report must be ours.)
+  [[gnu::no_sanitize_address]] void check_stack_canary() const noexcept {
+    if (!stack_guarded && *reinterpret_cast<const std::uint64_t*>(stack_bottom) != stack_canary_for(stack_bottom))
+        [[unlikely]]
+      report_stack_overflow(*this);
+  }
   static FiberRecord* of(boost::fibers::context* ctx) noexcept {
     boost::fibers::fiber_properties* props = ctx->get_properties();
     // Users may give their own Boost.Fiber fibers properties; only ours qualify.
@@ -89,10 +99,13 @@ class FiberRecord final : public boost::fibers::fiber_properties {
   FiberLocals locals;  // saved while the fiber is switched out
   FiberRecord* prev_live = nullptr;  // the loop's list of unfinished fibers
   FiberRecord* next_live = nullptr;
-#if defined(__SANITIZE_ADDRESS__)
-  const void* stack_bottom = nullptr;  // announced to AddressSanitizer on every switch
+  // The fiber's stack (StackAllocator::last_allocated()): checked at every switch
+  // away from it (its canary, if unguarded), searched by the fault handler, and
+  // announced to AddressSanitizer on every switch.
+  char* stack_bottom = nullptr;  // its lowest byte: the canary's, if unguarded
   std::size_t stack_size = 0;
-#endif
+  bool stack_guarded = false;
+  StackUseEntry* stack_use = nullptr;  // where its stack use goes, if it is measured
 #if defined(__SANITIZE_THREAD__)
   ~FiberRecord() override;
   void* tsan_fiber = nullptr;  // ThreadSanitizer's handle for this fiber's stack

@@ -111,7 +111,7 @@ context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
 }
 
 void LoopScheduler::swap_fiber_locals(context* self, context* next) noexcept {
-  FiberLocals* out = locals_of(self);
+  FiberLocals* out = locals_of_outgoing(self);
   FiberLocals* in = locals_of_next(next);
   auto* live = reinterpret_cast<ExceptionState*>(abi::__cxa_get_globals());
   out->exceptions = *live;
@@ -142,8 +142,18 @@ FiberLocals* LoopScheduler::locals_of(context* ctx) noexcept {
   return &unowned_locals_;
 }
 
-FiberLocals* LoopScheduler::locals_of_next(context* ctx) noexcept {
+FiberLocals* LoopScheduler::locals_of_outgoing(context* ctx) noexcept {
   if (FiberRecord* record = FiberRecord::of(ctx)) {
+    record->check_stack_canary();
+    return &record->locals;
+  }
+  return locals_of(ctx);
+}
+
+FiberLocals* LoopScheduler::locals_of_next(context* ctx) noexcept {
+  FiberRecord* record = FiberRecord::of(ctx);
+  tls_running_fiber = record;
+  if (record) {
     if (record->loop) LoopInternals::counters(*record->loop).fiber_slice_began();
     return &record->locals;
   }
@@ -358,6 +368,7 @@ void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
   // The fiber starts with its spawner's contexts (switching() makes them active). A
   // name node names it in reports; an unnamed fiber spawned by a named one gets an
   // empty one, so its errors are not blamed on its spawner.
+  StackUseEntry* stack_use = stack_use_.sample(task->name);
   ChainRef chain = ChainRef::capture();
   if (!task->name.empty() || fiber_name_of(chain.get())) {
     ContextNode* named = new_fiber_name_node(task->name);
@@ -367,6 +378,7 @@ void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
   auto* record = new FiberRecord(loop_, *this, std::move(task), next_id_++);
   ++LoopInternals::counters(loop_).fibers_created;
   record->locals.chain = chain.release();
+  record->stack_use = stack_use;
   record->next_live = live_head_;
   if (live_head_) live_head_->prev_live = record;
   live_head_ = record;
@@ -378,13 +390,13 @@ void LoopFibers::spawn(std::unique_ptr<FiberTask> task) {
     // and deallocates the stack through that copy (an lvalue would be kept as a
     // dangling reference).
     boost::fibers::fiber fiber(static_cast<boost::fibers::fiber_properties*>(record), std::allocator_arg,
-                               StackAllocator(options.stack_size, options.guarded_stacks, options.pooled_stacks),
+                               StackAllocator(options.stack_size, options.guarded_stacks, options.pooled_stacks,
+                                              stack_use != nullptr),
                                [record] { run_fiber(record); });
-#if defined(__SANITIZE_ADDRESS__)
-    const boost::context::stack_context stack = StackAllocator::last_allocated();
-    record->stack_bottom = static_cast<char*>(stack.sp) - stack.size;
-    record->stack_size = stack.size;
-#endif
+    const StackAllocator::Allocated stack = StackAllocator::last_allocated();
+    record->stack_bottom = static_cast<char*>(stack.stack.sp) - stack.stack.size;
+    record->stack_size = stack.stack.size;
+    record->stack_guarded = stack.guarded;
     fiber.detach();
   } catch (...) {
     unlink(record);
@@ -398,6 +410,9 @@ void LoopFibers::run_fiber(FiberRecord* record) {
   struct Finish {
     FiberRecord* record;
     ~Finish() {
+      // Checked and measured while the task (and the fiber's name) is still here.
+      record->check_stack_canary();
+      if (record->stack_use && record->fibers) StackUseTable::record(*record->stack_use, touched_stack_bytes(*record));
       record->task.reset();
       if (record->fibers) record->fibers->unlink(record);
       LoopScheduler::installed()->fiber_finished();

@@ -28,6 +28,7 @@
 
 #include "fiber_driver.hpp"
 #include "fiber_record.hpp"
+#include "stack_check.hpp"
 #include "thread_wakeup.hpp"
 
 namespace fiberloop::detail {
@@ -85,6 +86,8 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   /// Bookkeeping for the switch from `self` to `next` that Boost makes next.
   context* switching(context* self, context* next) noexcept;
   FiberLocals* locals_of(context* ctx) noexcept;
+  /// locals_of() for the context switched away from, checking a fiber's stack.
+  FiberLocals* locals_of_outgoing(context* ctx) noexcept;
   /// locals_of() for the context about to run, counting the switch into a fiber.
   FiberLocals* locals_of_next(context* ctx) noexcept;
   void swap_fiber_locals(context* self, context* next) noexcept;
@@ -107,6 +110,7 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   friend class FiberWait;
   time_point sleep_deadline_ = time_point::max();
   std::shared_ptr<ThreadWakeup> wakeup_;
+  ThreadFaultHandling fault_handling_;  // stack overflows on this thread are reported
   FiberLocals main_locals_, dispatcher_locals_, unowned_locals_;
 #if defined(__SANITIZE_THREAD__)
   void* tsan_main_ = nullptr;
@@ -138,6 +142,7 @@ class LoopFibers final : public FiberDriver {
   void close() noexcept override;
   std::size_t live_fibers() const noexcept override { return live_count_; }
   void dump(std::string& out, time_point now) const override;
+  std::vector<IOLoopMetrics::StackUse> stack_high_water() const override { return stack_use_.report(); }
 
   /// A fiber of this loop, woken by close(), stays suspended until the job it waits
   /// for ends (wait.cpp); close() waits for it.
@@ -158,6 +163,7 @@ class LoopFibers final : public FiberDriver {
   std::size_t live_count_ = 0;
   std::size_t job_waits_ = 0;
   std::uint64_t next_id_ = 1;
+  StackUseTable stack_use_;
 };
 
 }  // namespace fiberloop::detail

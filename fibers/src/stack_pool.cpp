@@ -14,6 +14,8 @@
 #include <sanitizer/asan_interface.h>
 #endif
 
+#include "stack_check.hpp"
+
 namespace fiberloop::detail {
 
 namespace {
@@ -106,26 +108,34 @@ std::size_t StackAllocator::default_guarded_limit() noexcept {
   return limit;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
 namespace {
-thread_local boost::context::stack_context tls_last_allocated{};
+thread_local StackAllocator::Allocated tls_last_allocated{};
 }  // namespace
 
-boost::context::stack_context StackAllocator::last_allocated() noexcept { return tls_last_allocated; }
-#endif
+StackAllocator::Allocated StackAllocator::last_allocated() noexcept { return tls_last_allocated; }
 
 boost::context::stack_context StackAllocator::allocate() {
-#if defined(__SANITIZE_ADDRESS__)
-  return tls_last_allocated = allocate_stack();
+  const boost::context::stack_context stack = allocate_stack();
+  tls_last_allocated = {stack, guarded_};
+  // Written on every handout: a measured stack was emptied, and a pooled one is
+  // rewritten at the cost of one store to a resident page.
+  if (!guarded_) write_stack_canary(static_cast<char*>(stack.sp) - stack.size);
+  return stack;
 }
 
 boost::context::stack_context StackAllocator::allocate_stack() {
-#endif
   const std::size_t page = page_size();
   const std::size_t size = (std::max<std::size_t>(size_, 4 * page) + page - 1) / page * page;
   PooledStack pooled{};
   if (!StackPool::destroyed && this_thread_pool().take(size, pooled)) {
     guarded_ = pooled.guarded;
+    // Nothing of the stack is in use yet (Boost builds the fiber on it after this).
+    // The top page stays: every fiber touches it, and a page fault costs more than
+    // the precision it would buy. So does an unguarded stack's canary page.
+    if (measured_) {
+      const std::size_t canary_page = pooled.guarded ? 0 : page;
+      ::madvise(static_cast<char*>(pooled.stack.sp) - size + canary_page, size - page - canary_page, MADV_DONTNEED);
+    }
     return pooled.stack;
   }
   const std::size_t limit = guarded_limit_ ? guarded_limit_ : default_guarded_limit();

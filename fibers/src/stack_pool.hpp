@@ -11,8 +11,12 @@ namespace fiberloop::detail {
 /// deallocates through it, so the copy remembers whether its stack has a guard page.
 class StackAllocator {
  public:
-  StackAllocator(std::size_t size, std::size_t guarded_limit, std::size_t pool_limit) noexcept
-      : size_(size), guarded_limit_(guarded_limit), pool_limit_(pool_limit) {}
+  /// `measured`: the stack is handed out with only its top page (which every fiber
+  /// uses) and its canary's resident (a pooled one is emptied with madvise), so the
+  /// pages resident when the fiber ends are the ones it touched
+  /// (touched_stack_bytes() in stack_check.hpp).
+  StackAllocator(std::size_t size, std::size_t guarded_limit, std::size_t pool_limit, bool measured = false) noexcept
+      : size_(size), guarded_limit_(guarded_limit), pool_limit_(pool_limit), measured_(measured) {}
 
   boost::context::stack_context allocate();
   void deallocate(boost::context::stack_context& stack) noexcept;
@@ -22,19 +26,21 @@ class StackAllocator {
   /// The guard budget used when the loop's option is 0.
   static std::size_t default_guarded_limit() noexcept;
 
-#if defined(__SANITIZE_ADDRESS__)
-  /// The stack most recently handed out on this thread, for AddressSanitizer's
-  /// fiber-switch annotations (Boost allocates inside the fiber's constructor).
-  static boost::context::stack_context last_allocated() noexcept;
-#endif
+  /// A stack as the fiber that runs on it knows it.
+  struct Allocated {
+    boost::context::stack_context stack;
+    bool guarded = false;  // a guard page lies below it; else a canary guards its far end
+  };
+  /// The stack most recently handed out on this thread (Boost allocates inside the
+  /// fiber's constructor): its bounds go in the fiber's record.
+  static Allocated last_allocated() noexcept;
 
  private:
-#if defined(__SANITIZE_ADDRESS__)
   boost::context::stack_context allocate_stack();
-#endif
   std::size_t size_;
   std::size_t guarded_limit_;
   std::size_t pool_limit_;
+  bool measured_;
   bool guarded_ = false;
 };
 

@@ -64,6 +64,7 @@ IOLoopMetrics IOLoop::metrics() const {
   m.longest_slice = std::chrono::nanoseconds(counters_.longest_slice_ns.load(std::memory_order_relaxed));
   m.stuck_reports = counters_.stuck_reports;
   m.blocking_queue_depth = blocking_executor_ ? blocking_executor_->queued() : 0;
+  if (fibers_) m.stack_high_water = fibers_->stack_high_water();
   return m;
 }
 

@@ -7,6 +7,9 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <vector>
+
+#include <fiberloop/io_loop.hpp>
 
 namespace fiberloop::detail {
 
@@ -29,6 +32,8 @@ class FiberDriver {
   virtual std::size_t live_fibers() const noexcept = 0;
   /// Appends one line per live fiber to `out` (IOLoop::dump()). Loop thread only.
   virtual void dump(std::string& out, time_point now) const = 0;
+  /// IOLoopMetrics::stack_high_water: per fiber name, the deepest stack use measured.
+  virtual std::vector<IOLoopMetrics::StackUse> stack_high_water() const = 0;
 };
 
 }  // namespace fiberloop::detail

@@ -95,8 +95,9 @@ struct IOLoopMetrics {
   std::uint64_t watchdog_reports = 0;  // slices reported as blocking the loop
   std::uint64_t stuck_reports = 0;     // probable deadlocks reported
   std::size_t blocking_queue_depth = 0;  // run_blocking() jobs queued, not yet started
-  /// The deepest stack use seen per fiber name ("" for unnamed fibers), measured when
-  /// fibers of that name finish: size stacks (Options::stack_size) from it.
+  /// The deepest stack use seen per fiber name ("" for unnamed fibers), to the page,
+  /// measured when sampled fibers of that name finish (the first 4, then every
+  /// 1024th; docs/diagnostics.md#stacks): size stacks (Options::stack_size) from it.
   struct StackUse {
     std::string fiber_name;
     std::size_t high_water_bytes = 0;
@@ -137,7 +138,8 @@ class IOLoop {
     /// How many fiber stacks in the whole process get a guard page (an overflow
     /// then faults instead of corrupting memory). A guarded stack costs two kernel
     /// memory mappings and vm.max_map_count caps them (65 530 by default), so past
-    /// this many live guarded stacks new stacks come without a guard page.
+    /// this many live guarded stacks new stacks come without a guard page, checked
+    /// by a canary at every switch instead (docs/diagnostics.md#stacks).
     /// 0 picks a quarter of vm.max_map_count.
     std::size_t guarded_stacks = 0;
     /// Finished fibers' stacks kept warm per thread for reuse; a fresh stack costs
