@@ -80,11 +80,7 @@ void on_plain_boost_fiber_thread(benchmark::State& state, Body&& body) {
 
 /// Runs `body` on a fiber of a fresh IOLoop on the calling (benchmark main) thread.
 template <class Body>
-<<<<<<< HEAD
-void on_fiberloop_fiber(benchmark::State& state, Body&& body, fiberloop::IOLoop::Options options = {}) {
-=======
 void on_fiberloop_fiber(benchmark::State& state, const fiberloop::IOLoop::Options& options, Body&& body) {
->>>>>>> stacks
   try {
     fiberloop::IOLoop loop(options);
     loop.run_sync([&] { body(loop); });
@@ -203,24 +199,6 @@ void BM_Fiberloop_SpawnOneAndWait(benchmark::State& state) {
 
 // (b) wait_for_future suspend + resume on a future a loop callback completes: one
 // round trip fiber -> loop -> fiber (two stack switches plus one loop iteration).
-<<<<<<< HEAD
-// With `contexts`, the fiber runs under ThreeContexts (so does the callback); with
-// `options`, on a loop so configured (the watchdog on, say).
-void wait_loop_completed(benchmark::State& state, bool contexts, fiberloop::IOLoop::Options options = {}) {
-  std::int64_t sum = 0;
-  on_fiberloop_fiber(state, [&](fiberloop::IOLoop& loop) {
-    std::optional<ThreeContexts> active;
-    if (contexts) active.emplace();
-    int i = 0;
-    for (auto _ : state) {
-      fiberloop::Promise<int> p;
-      fiberloop::Future<int> f = p.get_future();
-      loop.add_callback([&p, i] { p.set_value(i); });
-      sum += fiberloop::wait_for_future(f);
-      ++i;
-    }
-  }, options);
-=======
 // With `contexts`, the fiber runs under ThreeContexts (so does the callback).
 /// The timed loop of (b), in a fiber of `loop`.
 void time_wait_loop_completed(benchmark::State& state, fiberloop::IOLoop& loop) {
@@ -233,14 +211,14 @@ void time_wait_loop_completed(benchmark::State& state, fiberloop::IOLoop& loop) 
     sum += fiberloop::wait_for_future(f);
     ++i;
   }
->>>>>>> stacks
   benchmark::DoNotOptimize(sum);
   const auto n = state.iterations();
   if (sum != n * (n - 1) / 2) state.SkipWithError("wrong results");
   report_per_op(state, 1);
 }
-void wait_loop_completed(benchmark::State& state, bool contexts) {
-  on_fiberloop_fiber(state, [&](fiberloop::IOLoop& loop) {
+// With `options`, on a loop so configured (the watchdog on, say).
+void wait_loop_completed(benchmark::State& state, bool contexts, const fiberloop::IOLoop::Options& options = {}) {
+  on_fiberloop_fiber(state, options, [&](fiberloop::IOLoop& loop) {
     std::optional<ThreeContexts> active;
     if (contexts) active.emplace();
     time_wait_loop_completed(state, loop);
