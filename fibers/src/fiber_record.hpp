@@ -65,6 +65,7 @@ struct WaitSite {
   const WaitLabel* label;              // an adapter's words for it, if any
   std::chrono::steady_clock::time_point since;  // as of the loop iteration it began in
   std::optional<std::chrono::steady_clock::time_point> until;  // when the wait times out
+  bool on_job = false;                 // for an executor job's result: another thread will complete it
 };
 
 class FiberRecord final : public boost::fibers::fiber_properties {

@@ -438,7 +438,10 @@ namespace {
 
 /// "+120 ms" / "-3 ms" from `now`.
 std::string relative_ms(std::chrono::steady_clock::time_point when, std::chrono::steady_clock::time_point now) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when - now).count();
+  // Each side in milliseconds first: `when` may be time_point::min() or max().
+  using std::chrono::milliseconds;
+  const auto ms = std::chrono::duration_cast<milliseconds>(when.time_since_epoch()).count() -
+                  std::chrono::duration_cast<milliseconds>(now.time_since_epoch()).count();
   std::string out = ms >= 0 ? "+" : "";  // appended, not `"+" + ...`: GCC 12 warns falsely there
   out.append(std::to_string(ms)).append(" ms");
   return out;
@@ -459,6 +462,13 @@ void describe_wait(std::string& out, const WaitSite& site, std::chrono::steady_c
 }
 
 }  // namespace
+
+bool LoopFibers::all_fibers_waiting_on_others() const noexcept {
+  if (ready_count_ > 0) return false;
+  for (const FiberRecord* r = live_head_; r; r = r->next_live)
+    if (!r->ctx || !r->wait || !r->site || r->site->on_job || r->wait->woken()) return false;
+  return true;
+}
 
 void LoopFibers::dump(std::string& out, time_point now) const {
   const FiberRecord* running = FiberRecord::current();

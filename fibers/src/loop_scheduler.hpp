@@ -142,6 +142,7 @@ class LoopFibers final : public FiberDriver {
   void close() noexcept override;
   std::size_t live_fibers() const noexcept override { return live_count_; }
   void dump(std::string& out, time_point now) const override;
+  bool all_fibers_waiting_on_others() const noexcept override;
   std::vector<IOLoopMetrics::StackUse> stack_high_water() const override { return stack_use_.report(); }
 
   /// A fiber of this loop, woken by close(), stays suspended until the job it waits

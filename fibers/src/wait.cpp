@@ -55,7 +55,7 @@ WaitSite site_of(FiberRecord& self, const char* what, const std::source_location
 /// The active Deadline, when it comes before `deadline` (none: never).
 std::optional<steady_time> earlier_deadline(std::optional<steady_time> deadline) noexcept {
   const DeadlineNode* active = deadline_of(tls_active_chain);
-  if (!active || (deadline && *deadline <= active->when)) return std::nullopt;
+  if (!active || active->when == steady_time::max() || (deadline && *deadline <= active->when)) return std::nullopt;
   return active->when;
 }
 
@@ -111,7 +111,8 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
   const bool cut_after_job = cut && state.job_result();
   if (cut && !cut_after_job) deadline = cut;
   IOLoop& loop = *self->loop;
-  const WaitSite site = site_of(*self, what, where, deadline);
+  WaitSite site = site_of(*self, what, where, deadline);
+  site.on_job = state.job_result();
   for (;;) {
     FiberWait wait;
     FiberWaiter waiter(wait);

@@ -3,6 +3,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -19,10 +20,12 @@ namespace fiberloop {
 
 namespace {
 int g_dump_signal_fd = -1;
+std::atomic<std::uint64_t> g_dump_signals{0};  // lock-free: bumped in the handler
 struct sigaction g_previous_sigusr1 {};
 
 void on_sigusr1(int signal, siginfo_t* info, void* context) {
   const int saved_errno = errno;  // a handler must leave errno as it found it
+  g_dump_signals.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t one = 1;
   (void)!::write(g_dump_signal_fd, &one, sizeof one);
   errno = saved_errno;
@@ -34,6 +37,8 @@ void on_sigusr1(int signal, siginfo_t* info, void* context) {
   }
 }
 }  // namespace
+
+std::uint64_t detail::dump_signals_received() noexcept { return g_dump_signals.load(std::memory_order_relaxed); }
 
 int detail::dump_signal_fd() {
   static std::once_flag once;

@@ -30,6 +30,10 @@ class FiberDriver {
   virtual void close() noexcept = 0;
   /// Fibers of this loop that have not finished.
   virtual std::size_t live_fibers() const noexcept = 0;
+  /// Whether every live fiber is suspended in a fiberloop wait that nothing of this
+  /// loop is bound to complete: none ready, running, blocked on a Boost.Fiber
+  /// primitive (a timed one wakes by itself) or waiting for an executor job.
+  virtual bool all_fibers_waiting_on_others() const noexcept = 0;
   /// Appends one line per live fiber to `out` (IOLoop::dump()). Loop thread only.
   virtual void dump(std::string& out, time_point now) const = 0;
   /// IOLoopMetrics::stack_high_water: per fiber name, the deepest stack use measured.

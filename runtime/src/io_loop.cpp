@@ -156,7 +156,9 @@ IOLoop::IOLoop(Options options)
     // Edge-triggered, never drained: every SIGUSR1 is one event for every such loop.
     ev.events = EPOLLIN | EPOLLET;
     ev.data.u64 = kDumpSignalToken;
-    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, detail::dump_signal_fd(), &ev) != 0) {
+    const int signal_fd = detail::dump_signal_fd();
+    dump_signals_seen_ = detail::dump_signals_received();
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, signal_fd, &ev) != 0) {
       int err = errno;
       ::close(epoll_fd_);
       throw std::system_error(err, std::generic_category(), "fiberloop: watching SIGUSR1 for dumps");
@@ -520,7 +522,8 @@ bool IOLoop::may_be_stuck() const {
   // Nothing registered could wake a suspended fiber: no timer (checked by the
   // caller), fd handler or blocking job. Another thread may still hold a Promise.
   return options_.stuck_loop_grace > std::chrono::nanoseconds::zero() && !stuck_reported_ && watched_fds_ == 0 &&
-         live_fibers() > 0 && (!blocking_executor_ || blocking_executor_->in_flight() == 0);
+         live_fibers() > 0 && (!blocking_executor_ || blocking_executor_->in_flight() == 0) &&
+         fibers_->all_fibers_waiting_on_others();
 }
 
 void IOLoop::report_stuck() {
@@ -580,7 +583,11 @@ void IOLoop::poll_io(clock::time_point now) {
   for (int i = 0; i < n; ++i) {
     const std::uint64_t token = events[i].data.u64;
     if (token == kDumpSignalToken) {
-      detail::LoopInternals::emit_report(*this, "fiberloop: SIGUSR1: " + dump());
+      // Edge-triggered on a counter never drained: adding the fd reports it ready once.
+      if (const std::uint64_t signals = detail::dump_signals_received(); signals != dump_signals_seen_) {
+        dump_signals_seen_ = signals;
+        detail::LoopInternals::emit_report(*this, "fiberloop: SIGUSR1: " + dump());
+      }
       continue;
     }
     if (token == kWakeupToken) {
@@ -617,6 +624,7 @@ class StopLoopWhenDone final : public detail::Waiter {
 
 void IOLoop::run_until_done_(detail::FutureStateBase& state, std::optional<std::chrono::nanoseconds> timeout) {
   StopLoopWhenDone stopper(*this);
+  stuck_dump_.clear();  // a report from an earlier run_sync that finished anyway
   if (!state.link_waiter(stopper)) stop();
   struct RunSyncScope {
     IOLoop& loop;

@@ -2,6 +2,7 @@
 // What the fibers layer may touch inside an IOLoop. Private to runtime/ and fibers/
 // (adapters get fiberloop/detail/loop_hooks.hpp).
 
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -70,6 +71,8 @@ struct LoopInternals {
 /// closed: the handler may run at any time). Loops with Options::dump_on_sigusr1
 /// watch it edge-triggered. Throws std::system_error when it cannot be set up.
 int dump_signal_fd();
+/// How many SIGUSR1 the handler has seen. Thread: any.
+std::uint64_t dump_signals_received() noexcept;
 
 /// A C++ symbol or type name demangled ("_ZN3foo3barEv" -> "foo::bar()"); any
 /// other name (a C function's) as it is.

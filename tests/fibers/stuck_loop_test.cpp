@@ -79,6 +79,8 @@ TEST(StuckLoopTest, AFiberWaitingOnATimerAnFdOrABlockingJobIsNotStuck) {
   loop.run_sync([&] {
     sleep_for(200ms);                                                    // a timer
     run_blocking([] { std::this_thread::sleep_for(200ms); });            // a blocking job
+    ThreadPoolExecutor own_pool(1);
+    wait_for_future(own_pool.submit([] { std::this_thread::sleep_for(200ms); }));  // a job of the user's pool
     int fds[2];
     ASSERT_EQ(::pipe(fds), 0);
     Promise<void> readable;

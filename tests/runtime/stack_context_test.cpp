@@ -430,5 +430,22 @@ TEST(StackContextThreadTest, ContextsOnAPlainThreadWorkWithoutALoop) {
   EXPECT_EQ(value.get(), nullptr);
 }
 
+TEST(ContextLocalTest, ValuesThatCannotBePrintedWorkWithoutAReportName) {
+  struct Opaque {
+    std::vector<int> parts;
+  };
+  ContextLocal<Opaque> local;
+  {
+    auto scope = local.set(Opaque{{1, 2, 3}});
+    ASSERT_NE(local.get(), nullptr);
+    EXPECT_EQ(local.get()->parts.size(), 3u);
+  }
+  EXPECT_EQ(local.get(), nullptr);
+  ContextLocal<std::string> named("user");
+  auto scope = named.set("ada");
+  EXPECT_EQ(*named.get(), "ada");
+  EXPECT_EQ(detail::report_values_of(detail::tls_active_chain), "user=ada");
+}
+
 }  // namespace
 }  // namespace fiberloop

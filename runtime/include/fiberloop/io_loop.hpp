@@ -373,6 +373,7 @@ class IOLoop {
   bool stuck_reported_ = false;   // a stuck-loop report went out; nothing happened since
   bool run_sync_active_ = false;
   std::string stuck_dump_;        // for run_sync to throw (Options::throw_when_stuck)
+  std::uint64_t dump_signals_seen_ = 0;  // SIGUSR1s already answered (Options::dump_on_sigusr1)
 };
 
 }  // namespace fiberloop

@@ -94,7 +94,9 @@ template <class T>
 class ContextLocal {
  public:
   ContextLocal() noexcept : key_(detail::new_context_key()) {}
-  explicit ContextLocal(std::string_view report_name) : key_(detail::new_context_key()), report_name_(report_name) {}
+  explicit ContextLocal(std::string_view report_name) : key_(detail::new_context_key()), report_name_(report_name) {
+    static_assert(kPrintable, "a ContextLocal with a report name needs `std::ostream << value` for its values");
+  }
   ContextLocal(const ContextLocal&) = delete;
   ContextLocal& operator=(const ContextLocal&) = delete;
 
@@ -116,13 +118,18 @@ class ContextLocal {
   /// Makes get() return `value` until the returned scope is destroyed — here, and in
   /// everything registered or spawned meanwhile, whenever and wherever it runs.
   [[nodiscard]] ContextScope set(T value) {
-    if (report_name_.empty()) return ContextScope(new detail::ValueNode<T>(key_, std::move(value)));
-    std::ostringstream text;
-    text << report_name_ << '=' << value;
-    return ContextScope(new detail::ReportedValueNode<T>(key_, std::move(text).str(), std::move(value)));
+    if constexpr (kPrintable) {
+      if (!report_name_.empty()) {
+        std::ostringstream text;
+        text << report_name_ << '=' << value;
+        return ContextScope(new detail::ReportedValueNode<T>(key_, std::move(text).str(), std::move(value)));
+      }
+    }
+    return ContextScope(new detail::ValueNode<T>(key_, std::move(value)));
   }
 
  private:
+  static constexpr bool kPrintable = requires(std::ostream& out, const T& v) { out << v; };
   std::uint64_t key_;
   std::string report_name_;  // empty: not shown in reports
 };
