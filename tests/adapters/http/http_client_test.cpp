@@ -32,6 +32,36 @@ TEST_F(HttpClientTest, RequestTimeoutThrowsTimeoutError) {
   });
 }
 
+TEST_F(HttpClientTest, ARequestDeadlineCutsTheFetchAndItsHalfUsedConnectionIsNotPooled) {
+  run_in_fiber([] {
+    Promise<void> release;
+    Future<void> released = release.get_future();
+    std::string slow_peer;
+    HttpServer server([&](const HttpRequest& request) {
+      if (request.path == "/slow") {
+        slow_peer = request.remote_address;
+        wait_for_future(released, std::chrono::seconds(5));
+      }
+      return text_response(request.remote_address);
+    });
+    const auto port = server.listen(0);
+    HttpClient client;
+    const auto start = std::chrono::steady_clock::now();
+    {
+      Deadline deadline(std::chrono::milliseconds(200));  // the fetch's fiber captures it
+      EXPECT_THROW(wait_for_future(client.fetch(url_of(port, "/slow"))), TimeoutError);
+    }
+    EXPECT_LT(elapsed_ms(start), 2000);
+    const std::string first = wait_for_future(client.fetch(url_of(port, "/fast"))).body;
+    const std::string again = wait_for_future(client.fetch(url_of(port, "/fast"))).body;
+    EXPECT_FALSE(slow_peer.empty());
+    EXPECT_NE(first, slow_peer) << "the connection cut mid-response was reused";
+    EXPECT_EQ(again, first) << "pooling works otherwise";
+    release.set_value();
+    server.stop();
+  });
+}
+
 TEST_F(HttpClientTest, ConnectTimeoutThrowsTimeoutError) {
   run_in_fiber([] {
     // A listener that never accepts, with its backlog full: the kernel drops further
