@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 VARIANTS = ["legacy_threads", "legacy_pool", "legacy_fibers"]
+# A variant named "<program>+diag" runs that program with fiberloop's diagnostics on
+# (issue 12): the blocking-call watchdog and a per-request Deadline longer than wrk's
+# timeout, so it cuts nothing a client still waits for; the run shows what they cost.
+DIAG_FLAGS = ["--watchdog-ms", "100", "--deadline-ms", "3000"]
 DEFAULT_CONCURRENCIES = [10, 100, 1000, 10000]
 SMOKE_CONCURRENCIES = [10, 100]
 PATH = "/order?customer=42&items=3"
@@ -317,7 +321,9 @@ def run_point(setup, variant, conc, progress):
     """Measures one point; always returns a full row."""
     args = setup.args
     row = empty_row(variant, conc, setup, "failed:unknown")
-    binary = setup.bin_dir / variant
+    program, _, options = variant.partition("+")
+    binary = setup.bin_dir / program
+    extra = DIAG_FLAGS if options == "diag" else []
     if not os.access(binary, os.X_OK):
         row["status"] = "failed:missing-binary"
         return row, None
@@ -338,7 +344,7 @@ def run_point(setup, variant, conc, progress):
     stdout_path, err_path = setup.logs / f"{tag}.out", setup.logs / f"{tag}.err"
     bottom = (["--inventory", args.inventory] if args.inventory
               else ["--backend", f"127.0.0.1:{setup.backend_port}"])
-    server = _start([*setup.server_pin, str(binary), "--port", "0", *bottom, *cache], err_path, stdout_path)
+    server = _start([*setup.server_pin, str(binary), "--port", "0", *bottom, *cache, *extra], err_path, stdout_path)
     try:
         port, reason = wait_listening(server, stdout_path, args.startup_timeout)
         if port is None:
@@ -615,7 +621,9 @@ def parse_args(argv):
     ap.add_argument("--out", type=Path, help="output directory (default bench/results; --smoke: a temp dir)")
     ap.add_argument("--duration", type=int, help="seconds of wrk per point (default 10; --smoke: 1)")
     ap.add_argument("--concurrencies", help="comma-separated wrk -c values (default 10,100,1000,10000)")
-    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, default all three")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated, default all three; legacy_fibers+diag: with the watchdog and "
+                         "a request deadline on")
     ap.add_argument("--delay-ms", type=int, default=10, help="backend delay per request (default 10)")
     ap.add_argument("--unpinned", action="store_true", help="no taskset: the server may use every CPU")
     ap.add_argument("--cache", action="store_true",
