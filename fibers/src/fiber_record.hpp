@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <source_location>
 #include <typeinfo>
 
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
 
+#include <fiberloop/detail/call_site.hpp>
 #include <fiberloop/detail/wait_label.hpp>
 #include <fiberloop/io_loop.hpp>
 
@@ -61,7 +61,7 @@ class FiberWait {
 /// What a suspended fiber waits on, kept on its stack for IOLoop::dump().
 struct WaitSite {
   const char* what;                    // "wait_for_future()", "sleep_for()", ...
-  const std::source_location* where;   // the waiting caller's line, if known
+  const CallSite* where;   // the waiting caller's line, if known
   const WaitLabel* label;              // an adapter's words for it, if any
   std::chrono::steady_clock::time_point since;  // as of the loop iteration it began in
   std::optional<std::chrono::steady_clock::time_point> until;  // when the wait times out

@@ -47,7 +47,7 @@ void suspend(FiberRecord& self, FiberWait& wait, const WaitSite& site) noexcept 
   self.site = nullptr;
 }
 
-WaitSite site_of(FiberRecord& self, const char* what, const std::source_location* where,
+WaitSite site_of(FiberRecord& self, const char* what, const CallSite* where,
                  std::optional<steady_time> until) noexcept {
   return {what, where, self.label, LoopInternals::counters(*self.loop).iteration_began, until};
 }
@@ -90,7 +90,7 @@ void forbid_on_loop_thread(const char* what) {
 }
 
 bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what,
-                const std::source_location* where) {
+                const CallSite* where) {
   if (deadline == steady_time::max()) deadline.reset();  // a deadline that cannot come
   const std::optional<steady_time> cut = earlier_deadline(deadline);
   FiberRecord* self = FiberRecord::current();
@@ -141,7 +141,7 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
   return true;
 }
 
-void sleep_until(steady_time deadline, const std::source_location* where) {
+void sleep_until(steady_time deadline, const CallSite* where) {
   const std::optional<steady_time> cut = earlier_deadline(deadline);
   FiberRecord* self = waiting_fiber("sleep_for()");
   if (!self) {

@@ -2,6 +2,8 @@
 
 #include "watchdog.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 
 #include <fiberloop/detail/loop_counters.hpp>
@@ -47,7 +49,9 @@ Watchdog::Watchdog(IOLoop& loop, std::chrono::nanoseconds threshold, std::chrono
       step_(sampling_step(threshold)),
       snapshot_patience_(snapshot_patience),
       snapshotter_(counters_.slice_serial),
-      thread_([this] { run(); }) {}
+      thread_([this] { run(); }) {
+  ::pthread_setname_np(thread_.native_handle(), "fl-watchdog");  // for top, gdb, /proc/*/task/*/comm
+}
 
 Watchdog::~Watchdog() {
   {

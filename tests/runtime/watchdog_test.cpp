@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,12 +99,18 @@ long total_ms_of(const std::string& report) {
 }
 
 /// Threads of this process (entries of /proc/self/task).
+/// Threads of this process named as the watchdog names its own (by name: a
+/// sanitizer may start threads of its own at any time).
 int thread_count() {
   int n = 0;
   DIR* dir = ::opendir("/proc/self/task");
   if (!dir) return -1;
-  while (const dirent* entry = ::readdir(dir))
-    if (entry->d_name[0] != '.') ++n;
+  while (const dirent* entry = ::readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + entry->d_name + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "fl-watchdog") ++n;
+  }
   ::closedir(dir);
   return n;
 }

@@ -30,10 +30,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <source_location>
 #include <string>
 #include <type_traits>
 
+#include <fiberloop/detail/call_site.hpp>
 #include <fiberloop/detail/clock_math.hpp>
 #include <fiberloop/future.hpp>
 #include <fiberloop/io_loop.hpp>
@@ -46,8 +46,8 @@ using steady_time = std::chrono::steady_clock::time_point;
 /// An active Deadline (stack_context.hpp) that comes first ends the wait with
 /// TimeoutError instead. `where`: the waiting caller's line, for IOLoop::dump().
 bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, const char* what,
-                const std::source_location* where = nullptr);
-void sleep_until(steady_time deadline, const std::source_location* where = nullptr);
+                const CallSite* where = nullptr);
+void sleep_until(steady_time deadline, const CallSite* where = nullptr);
 /// The loop of the running fiber, or null outside fiberloop fibers.
 IOLoop* current_fiber_loop() noexcept;
 /// The loop whose pool run_blocking() uses: the running fiber's; null on a thread
@@ -82,7 +82,7 @@ class LoopTimeout {
 /// `where` names the caller in IOLoop::dump(); leave it defaulted. An active
 /// Deadline ends the wait with TimeoutError when it passes.
 template <class T>
-T wait_for_future(Future<T> f, std::source_location where = std::source_location::current()) {
+T wait_for_future(Future<T> f, detail::CallSite where = detail::CallSite::current()) {
   if (!f.done()) detail::wait_state(*detail::state_of(f), std::nullopt, "wait_for_future()", &where);
   return detail::take_result(f);
 }
@@ -91,7 +91,7 @@ T wait_for_future(Future<T> f, std::source_location where = std::source_location
 /// itself is left untouched and may still complete later.
 template <class T, class Rep, class Per>
 T wait_for_future(Future<T> f, std::chrono::duration<Rep, Per> timeout,
-                  std::source_location where = std::source_location::current()) {
+                  detail::CallSite where = detail::CallSite::current()) {
   if (!f.done()) {
     if (!detail::wait_state(*detail::state_of(f), detail::deadline_after(timeout), "wait_for_future()", &where))
       detail::throw_timeout("wait_for_future()", detail::saturating_nanoseconds(timeout));
@@ -111,7 +111,7 @@ Future<T> with_timeout(Future<T> f, std::chrono::duration<Rep, Per> timeout);
 /// BlockingCallError on a loop's thread outside a fiber and in a done callback.
 /// An active Deadline that comes first ends the sleep with TimeoutError then.
 template <class Rep, class Per>
-void sleep_for(std::chrono::duration<Rep, Per> d, std::source_location where = std::source_location::current()) {
+void sleep_for(std::chrono::duration<Rep, Per> d, detail::CallSite where = detail::CallSite::current()) {
   detail::sleep_until(detail::deadline_after(d), &where);
 }
 
