@@ -111,8 +111,14 @@ context* LoopScheduler::pop(ReadyQueue& queue, std::size_t& count) noexcept {
 }
 
 void LoopScheduler::swap_fiber_locals(context* self, context* next) noexcept {
-  FiberLocals* out = locals_of_outgoing(self);
-  FiberLocals* in = locals_of_next(next);
+  // One record lookup per side: this runs on every switch.
+  FiberRecord* leaving = FiberRecord::of(self);
+  FiberRecord* entering = FiberRecord::of(next);
+  if (leaving) leaving->check_stack_canary();
+  tls_running_fiber = entering;  // for the stack-overflow handler, which cannot ask Boost
+  if (entering && entering->loop) LoopInternals::counters(*entering->loop).fiber_slice_began();
+  FiberLocals* out = leaving ? &leaving->locals : locals_of(self);
+  FiberLocals* in = entering ? &entering->locals : locals_of(next);
   auto* live = reinterpret_cast<ExceptionState*>(abi::__cxa_get_globals());
   out->exceptions = *live;
   *live = in->exceptions;
@@ -140,24 +146,6 @@ FiberLocals* LoopScheduler::locals_of(context* ctx) noexcept {
   if (ctx->is_context(type::dispatcher_context)) return &dispatcher_locals_;
   if (FiberRecord* record = FiberRecord::of(ctx)) return &record->locals;
   return &unowned_locals_;
-}
-
-FiberLocals* LoopScheduler::locals_of_outgoing(context* ctx) noexcept {
-  if (FiberRecord* record = FiberRecord::of(ctx)) {
-    record->check_stack_canary();
-    return &record->locals;
-  }
-  return locals_of(ctx);
-}
-
-FiberLocals* LoopScheduler::locals_of_next(context* ctx) noexcept {
-  FiberRecord* record = FiberRecord::of(ctx);
-  tls_running_fiber = record;
-  if (record) {
-    if (record->loop) LoopInternals::counters(*record->loop).fiber_slice_began();
-    return &record->locals;
-  }
-  return locals_of(ctx);
 }
 
 #if defined(__SANITIZE_THREAD__)
@@ -455,7 +443,7 @@ void describe_wait(std::string& out, const WaitSite& site, std::chrono::steady_c
     if (!label->detail.empty()) out.append(" ").append(label->detail);
     if (label->fd >= 0) out += " fd " + std::to_string(label->fd);
   }
-  if (site.where) out = out + " at " + site.where->file_name() + ":" + std::to_string(site.where->line());
+  if (site.where) out.append(" at ").append(site.where->file_name()).append(":").append(std::to_string(site.where->line()));
   if (site.until) out += ", until " + relative_ms(*site.until, now);
   out += ", for " + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - site.since).count()) +
          " ms";

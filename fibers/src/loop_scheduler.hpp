@@ -86,10 +86,6 @@ class LoopScheduler final : public boost::fibers::algo::algorithm {
   /// Bookkeeping for the switch from `self` to `next` that Boost makes next.
   context* switching(context* self, context* next) noexcept;
   FiberLocals* locals_of(context* ctx) noexcept;
-  /// locals_of() for the context switched away from, checking a fiber's stack.
-  FiberLocals* locals_of_outgoing(context* ctx) noexcept;
-  /// locals_of() for the context about to run, counting the switch into a fiber.
-  FiberLocals* locals_of_next(context* ctx) noexcept;
   void swap_fiber_locals(context* self, context* next) noexcept;
 
   ReadyQueue unowned_;  // fibers with no loop: plain Boost.Fiber fibers, orphans

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "fiber_record.hpp"
+#include "signal_chain.hpp"
 
 namespace fiberloop::detail {
 
@@ -76,15 +77,7 @@ bool is_overflow(const FiberRecord& fiber, std::uintptr_t address, std::uintptr_
 /// default action (restored, then the faulting instruction faults again on return;
 /// a signal sent with kill(2) is raised again).
 void pass_on(int signal, siginfo_t* info, void* context) noexcept {
-  const struct sigaction& previous = g_previous_action[signal == SIGBUS ? 1 : 0];
-  if ((previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction) {
-    previous.sa_sigaction(signal, info, context);
-    return;
-  }
-  if (!(previous.sa_flags & SA_SIGINFO) && previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
-    previous.sa_handler(signal);
-    return;
-  }
+  if (call_previous_handler(g_previous_action[signal == SIGBUS ? 1 : 0], signal, info, context)) return;
   struct sigaction default_action {};
   default_action.sa_handler = SIG_DFL;
   sigemptyset(&default_action.sa_mask);

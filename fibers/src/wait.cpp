@@ -143,18 +143,19 @@ bool wait_state(FutureStateBase& state, std::optional<steady_time> deadline, con
 
 void sleep_until(steady_time deadline, const CallSite* where) {
   const std::optional<steady_time> cut = earlier_deadline(deadline);
+  const steady_time until = cut.value_or(deadline);
   FiberRecord* self = waiting_fiber("sleep_for()");
   if (!self) {
-    std::this_thread::sleep_until(cut ? *cut : deadline);
+    std::this_thread::sleep_until(until);
     if (cut) throw_deadline_passed("sleep_for()");
     return;
   }
   forbid_in_done_callback("sleep_for()");
   IOLoop& loop = *self->loop;
-  const WaitSite site = site_of(*self, "sleep_for()", where, cut ? cut : std::optional<steady_time>(deadline));
+  const WaitSite site = site_of(*self, "sleep_for()", where, until);
   FiberWait wait;
   bool fired = false;
-  TimeoutHandle timer = loop.call_at(cut ? *cut : deadline, [&wait, &fired] {
+  TimeoutHandle timer = loop.call_at(until, [&wait, &fired] {
     fired = true;
     wait.wake();
   });

@@ -15,6 +15,7 @@
 #include <fiberloop/thread_pool_executor.hpp>
 
 #include "loop_internals.hpp"
+#include "signal_chain.hpp"
 
 namespace fiberloop {
 
@@ -29,12 +30,7 @@ void on_sigusr1(int signal, siginfo_t* info, void* context) {
   const std::uint64_t one = 1;
   (void)!::write(g_dump_signal_fd, &one, sizeof one);
   errno = saved_errno;
-  // A handler the program had before ours still runs.
-  if (g_previous_sigusr1.sa_flags & SA_SIGINFO) {
-    if (g_previous_sigusr1.sa_sigaction) g_previous_sigusr1.sa_sigaction(signal, info, context);
-  } else if (g_previous_sigusr1.sa_handler != SIG_DFL && g_previous_sigusr1.sa_handler != SIG_IGN) {
-    g_previous_sigusr1.sa_handler(signal);
-  }
+  (void)detail::call_previous_handler(g_previous_sigusr1, signal, info, context);
 }
 }  // namespace
 

@@ -186,12 +186,7 @@ HttpResponse HttpServer::Impl::run_handler(const HttpRequest& request, std::stri
   } catch (const LoopClosed&) {
     throw;
   } catch (...) {
-    try {
-      throw;
-    } catch (const TimeoutError&) {
-      cut_by_deadline = deadline && http_clock::now() >= deadline->when();
-    } catch (...) {
-    }
+    cut_by_deadline = deadline && http_clock::now() >= deadline->when();
     const std::string where = "the HTTP handler for " + request.method + " " + request.path;
     // Through the anchor: a fiber orphaned by ~IOLoop may get here after the loop.
     if (IOLoop* alive = alive_on_this_thread(*anchor)) report_unhandled(*alive, std::current_exception(), where);

@@ -94,7 +94,8 @@ template <class T>
 class ContextLocal {
  public:
   ContextLocal() noexcept : key_(detail::new_context_key()) {}
-  explicit ContextLocal(std::string_view report_name) : key_(detail::new_context_key()), report_name_(report_name) {
+  explicit ContextLocal(std::string_view report_name)
+      : key_(detail::new_context_key() | detail::ContextNode::kReportedBit), report_name_(report_name) {
     static_assert(kPrintable, "a ContextLocal with a report name needs `std::ostream << value` for its values");
   }
   ContextLocal(const ContextLocal&) = delete;
@@ -104,13 +105,10 @@ class ContextLocal {
   /// set it lasts, and while the callback or fiber reading it runs. Costs a walk
   /// over the active contexts (usually a handful).
   const T* get() const noexcept {
-    if (report_name_.empty()) {
-      for (const detail::ContextNode* node = detail::tls_active_chain; node; node = node->parent())
-        if (node->key() == key_) return &static_cast<const detail::ValueNode<T>*>(node)->value;
-    } else {
-      const std::uint64_t key = key_ | detail::ContextNode::kReportedBit;
-      for (const detail::ContextNode* node = detail::tls_active_chain; node; node = node->parent())
-        if (node->key() == key) return &static_cast<const detail::ReportedValueNode<T>*>(node)->value;
+    for (const detail::ContextNode* node = detail::tls_active_chain; node; node = node->parent()) {
+      if (node->key() != key_) continue;
+      if (report_name_.empty()) return &static_cast<const detail::ValueNode<T>*>(node)->value;
+      return &static_cast<const detail::ReportedValueNode<T>*>(node)->value;
     }
     return nullptr;
   }

@@ -43,8 +43,8 @@ struct HttpServerOptions {
   std::string server_header = "fiberloop";  ///< "Server:" value; empty sends none
   /// 0: none. Else each request's handler runs under a Deadline this long
   /// (stack_context.hpp): every wait in it, and in the work it hands on, ends with
-  /// TimeoutError when it passes; a TimeoutError escaping the handler then is
-  /// answered 504 Gateway Timeout (and reported, like any escaping error).
+  /// TimeoutError when it passes; a handler that fails once it has passed is
+  /// answered 504 Gateway Timeout (and its error reported, like any escaping error).
   std::chrono::nanoseconds request_deadline{0};
   /// Empty: none. Else a GET of exactly this path answers the loop's IOLoop::dump()
   /// (every fiber, what it waits on) as text/plain, without calling the handler.

@@ -95,7 +95,8 @@ class ValueNode final : public ContextNode {
 /// ("request_id=42"), in watchdog reports and IOLoop::dump().
 class ReportedNode : public ContextNode {
  public:
-  ReportedNode(std::uint64_t key, std::string report) : ContextNode(key | kReportedBit), text(std::move(report)) {}
+  /// `key` has kReportedBit set (ContextLocal's named constructor sets it).
+  ReportedNode(std::uint64_t key, std::string report) : ContextNode(key), text(std::move(report)) {}
   const std::string text;
 };
 
